@@ -1,0 +1,188 @@
+"""Our policy: scale out by the bin-packed need of the queue, scale in idle workers only.
+
+One pass, top to bottom: classify our workers (joined, booting, not joined, stopped), place
+idle jobs on free and booting capacity, open the cheapest new instances for the rest,
+clamp to the limits, then pick idle workers to remove. Instances without our pool tag or
+with another role (the central manager) are only counted as "not ours", never touched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from orchestrator.autoscaler.config import AutoscalerConfig
+from orchestrator.autoscaler.model import (
+    Drain,
+    Instance,
+    InstanceState,
+    Launch,
+    Observation,
+    Plan,
+    Removal,
+    RemovalAction,
+    Replacement,
+    Start,
+    Startd,
+    Unschedulable,
+)
+from orchestrator.autoscaler.packing import (
+    Bin,
+    JobGroup,
+    aggregate,
+    fit_existing,
+    pack_new,
+)
+
+
+@dataclass(slots=True)
+class Pool:
+    """Our workers, classified."""
+
+    joined: list[tuple[Instance, Startd]] = field(default_factory=list)
+    booting: list[Instance] = field(default_factory=list)
+    not_joined: list[Instance] = field(default_factory=list)
+    stopped: list[Instance] = field(default_factory=list)
+    others: int = 0  # instances that are not our workers: never acted on
+
+    @property
+    def active(self) -> int:
+        return len(self.joined) + len(self.booting) + len(self.not_joined)
+
+
+def classify(obs: Observation, cfg: AutoscalerConfig, now: float) -> Pool:
+    startds = {s.instance_id: s for s in obs.startds}
+    pool = Pool()
+    for inst in obs.instances:
+        if not inst.is_worker_of(obs.pool):
+            pool.others += 1
+            continue
+        if inst.state is InstanceState.STOPPED:
+            pool.stopped.append(inst)
+        elif inst.state in (InstanceState.PENDING, InstanceState.RUNNING):
+            sd = startds.get(inst.instance_id)
+            if sd is not None and inst.state is InstanceState.RUNNING:
+                pool.joined.append((inst, sd))
+            elif now - inst.launch_time >= cfg.join_timeout_s:
+                pool.not_joined.append(inst)
+            else:
+                pool.booting.append(inst)
+        # STOPPING: on its way out; neither capacity nor a candidate.
+    return pool
+
+
+def capacity_bins(pool: Pool, cfg: AutoscalerConfig, notes: list[str]) -> list[Bin]:
+    """Free resources of joined, non-draining workers, then whole booting machines (the
+    not-joined ones count too: each gets a replacement of the same type)."""
+    bins = [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus)
+            for i, sd in pool.joined if not sd.draining]
+    for inst in pool.booting + pool.not_joined:
+        shape = cfg.shape(inst.instance_type)
+        if shape is None:
+            notes.append(f"{inst.instance_id}: type {inst.instance_type} is not a configured "
+                         "shape; its capacity is not counted")
+            continue
+        bins.append(Bin(inst.instance_id, shape.cpus, shape.memory_mb, shape.gpus))
+    return bins
+
+
+def _copy(groups: list[JobGroup]) -> list[JobGroup]:
+    return [JobGroup(g.cpus, g.memory_mb, g.gpus, g.count, g.clusters) for g in groups]
+
+
+def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
+    notes: list[str] = []
+    pool = classify(obs, cfg, now)
+    groups = aggregate(obs.idle_jobs)
+    idle_total = sum(g.count for g in groups)
+    bins = capacity_bins(pool, cfg, notes)
+    busy_owners = fit_existing(groups, bins)
+    left = [g for g in groups if g.count > 0]
+
+    headroom = max(cfg.max_workers - pool.active, 0)
+    new_bins, unsched = pack_new(_copy(left), cfg.shapes)
+    if len(new_bins) > headroom:
+        # Short of instance slots: the same need on fewer, larger machines.
+        new_bins, unsched = pack_new(_copy(left), cfg.shapes, prefer_large=True)
+    need = len(new_bins)
+    allowed = min(need, headroom, cfg.max_launch_per_cycle)
+    if allowed < need:
+        notes.append(f"need {need} new instances; launching {allowed} (max_workers "
+                     f"{cfg.max_workers}, active {pool.active}, max_launch_per_cycle "
+                     f"{cfg.max_launch_per_cycle})")
+    wanted = [b.owner for b in new_bins[:allowed]]
+    jobs_new = sum(b.jobs for b in new_bins[:allowed])
+    if pool.active + len(wanted) < cfg.min_workers:
+        cheapest = min(cfg.shapes, key=lambda s: (s.price_per_hour, s.cpus))
+        gap = min(cfg.min_workers - pool.active - len(wanted),
+                  cfg.max_launch_per_cycle - len(wanted))
+        wanted += [cheapest.name] * max(gap, 0)
+
+    starts, launches = _starts_and_launches(
+        wanted, pool, cfg, f"{idle_total} idle jobs; {jobs_new} need new capacity beyond "
+        f"free and booting ({len(pool.booting)} booting)")
+
+    replacements = tuple(
+        Replacement(i.instance_id, i.instance_type,
+                    f"not joined {now - i.launch_time:.0f}s after launch "
+                    f"(join_timeout_s {cfg.join_timeout_s:.0f})")
+        for i in pool.not_joined)
+
+    drains, removals = _scale_in(pool, cfg, now, busy_owners, len(wanted), notes)
+    unschedulable = tuple(
+        Unschedulable(g.cpus, g.memory_mb, g.gpus, g.count, tuple(g.clusters),
+                      f"no shape offers {g.cpus} cpus, {g.memory_mb} MB, {g.gpus} gpus")
+        for g in unsched)
+    desired = min(max(pool.active + need - len(removals), cfg.min_workers), cfg.max_workers)
+    if pool.stopped and not cfg.warm_pool:
+        notes.append(f"{len(pool.stopped)} stopped workers left alone (warm_pool off)")
+    return Plan(launches=launches, starts=starts, drains=drains, removals=removals,
+                replacements=replacements, unschedulable=unschedulable,
+                desired_workers=desired, current_workers=pool.active,
+                booting_workers=len(pool.booting), notes=tuple(notes))
+
+
+def _starts_and_launches(wanted: list[str], pool: Pool, cfg: AutoscalerConfig, why: str
+                         ) -> tuple[tuple[Start, ...], tuple[Launch, ...]]:
+    counts = Counter(wanted)
+    starts: list[Start] = []
+    if cfg.warm_pool:
+        for inst in sorted(pool.stopped, key=lambda i: i.instance_id):
+            if counts[inst.instance_type] > 0:
+                counts[inst.instance_type] -= 1
+                starts.append(Start(inst.instance_id, inst.instance_type,
+                                    f"warm start instead of a launch: {why}"))
+    launches = tuple(Launch(t, n, why) for t, n in counts.items() if n > 0)
+    return tuple(starts), launches
+
+
+def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], launching: int,
+              notes: list[str]) -> tuple[tuple[Drain, ...], tuple[Removal, ...]]:
+    """Workers wholly unclaimed for idle_timeout_s and not needed by the queue, longest
+    idle first, never below min_workers."""
+    floor = cfg.min_workers - launching
+    removable = pool.active - max(floor, 0)
+    candidates: list[tuple[float, Instance, Startd]] = []
+    for inst, sd in pool.joined:
+        if sd.claimed or inst.instance_id in busy:
+            continue
+        if sd.unclaimed_since is None:
+            notes.append(f"{inst.instance_id}: unclaimed since an unknown time; kept")
+            continue
+        idle_for = now - sd.unclaimed_since
+        if idle_for >= cfg.idle_timeout_s:
+            candidates.append((idle_for, inst, sd))
+    candidates.sort(key=lambda c: (-c[0], c[1].instance_id))
+    if len(candidates) > removable:
+        notes.append(f"{len(candidates)} idle workers, removing {max(removable, 0)} "
+                     f"(min_workers {cfg.min_workers})")
+        candidates = candidates[:max(removable, 0)]
+    action = RemovalAction.STOP if cfg.warm_pool else RemovalAction.TERMINATE
+    drains: list[Drain] = []
+    removals: list[Removal] = []
+    for idle_for, inst, sd in candidates:
+        why = f"unclaimed {idle_for:.0f}s >= idle_timeout_s {cfg.idle_timeout_s:.0f}"
+        if not sd.draining:
+            drains.append(Drain(inst.instance_id, why))
+        removals.append(Removal(inst.instance_id, action, why))
+    return tuple(drains), tuple(removals)

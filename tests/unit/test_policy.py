@@ -1,0 +1,153 @@
+"""Examples of the autoscaler policy's decisions (see test_policy_props for properties)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.autoscaler import AutoscalerConfig, plan
+from orchestrator.autoscaler.model import InstanceState, RemovalAction
+from orchestrator.errors import ConfigError
+from policy_helpers import jobs, obs, startd, worker
+
+CFG = AutoscalerConfig()
+
+
+def launched(p: object) -> dict[str, int]:
+    return {launch.instance_type: launch.count for launch in p.launches}  # type: ignore[attr-defined]
+
+
+def test_empty_pool_launches_cheapest_packing() -> None:
+    p = plan(obs(idle=[jobs(10)]), CFG, now=100.0)
+    assert launched(p) == {"c6i.large": 5}
+    assert p.launches[0].reason
+    assert p.desired_workers == 5 and p.current_workers == 0
+
+
+def test_free_capacity_absorbs_jobs() -> None:
+    o = obs([worker("i-1", "c6i.xlarge")], [startd("i-1", 4, 8192, since=90.0)], [jobs(4)])
+    p = plan(o, CFG, now=100.0)
+    assert p.is_empty
+
+
+def test_booting_capacity_is_counted() -> None:
+    o = obs([worker("i-1", "c6i.xlarge", InstanceState.PENDING, launched=90.0)], [],
+            [jobs(6)])
+    assert launched(plan(o, CFG, now=100.0)) == {"c6i.large": 1}
+
+
+def test_memory_heavy_jobs_go_to_memory_shape() -> None:
+    p = plan(obs(idle=[jobs(4, cpus=1, mem=8000)]), CFG, now=0.0)
+    assert launched(p) == {"r6i.large": 2}
+
+
+def test_mixed_jobs_share_new_instances() -> None:
+    p = plan(obs(idle=[jobs(1, cpus=6, mem=1000), jobs(2, cpus=1, mem=1000)]), CFG, now=0.0)
+    assert launched(p) == {"c6i.2xlarge": 1}
+
+
+def test_clamped_by_max_workers_and_cycle_cap() -> None:
+    cfg = AutoscalerConfig(max_workers=3, max_launch_per_cycle=2)
+    o = obs([worker("i-1", state=InstanceState.PENDING, launched=0.0)], idle=[jobs(300)])
+    p = plan(o, cfg, now=10.0)
+    assert sum(launched(p).values()) == 2
+    assert any("max_workers" in n for n in p.notes)
+    # short of instance slots: larger machines for the same need
+    assert set(launched(p)) == {"c6i.32xlarge"}
+
+
+def test_unschedulable_reported_not_launched() -> None:
+    p = plan(obs(idle=[jobs(3, cpus=500)]), CFG, now=0.0)
+    assert not p.launches
+    assert p.unschedulable[0].count == 3 and p.unschedulable[0].request_cpus == 500
+
+
+def test_idle_worker_drained_then_terminated() -> None:
+    o = obs([worker("i-1"), worker("i-2")],
+            [startd("i-1", since=0.0), startd("i-2", claimed=True)])
+    p = plan(o, CFG, now=CFG.idle_timeout_s + 1)
+    assert [d.instance_id for d in p.drains] == ["i-1"]
+    assert [(r.instance_id, r.action) for r in p.removals] == [("i-1", RemovalAction.TERMINATE)]
+    assert plan(o, CFG, now=CFG.idle_timeout_s - 1).is_empty
+
+
+def test_never_touches_central_manager_or_untagged() -> None:
+    o = obs([worker("i-cm", role="central-manager"), worker("i-x", pool=None),
+             worker("i-other", pool="someone-else")],
+            [startd("i-cm"), startd("i-x"), startd("i-other")])
+    p = plan(o, CFG, now=1e6)
+    assert p.is_empty and p.current_workers == 0
+
+
+def test_worker_needed_by_queue_is_kept() -> None:
+    o = obs([worker("i-1")], [startd("i-1", since=0.0)], [jobs(1)])
+    p = plan(o, CFG, now=1e6)
+    assert p.is_empty
+
+
+def test_min_workers_kept_and_filled() -> None:
+    cfg = AutoscalerConfig(min_workers=2)
+    o = obs([worker("i-1")], [startd("i-1", since=0.0)])
+    p = plan(o, cfg, now=1e6)
+    assert not p.removals and sum(launched(p).values()) == 1
+
+
+def test_not_joined_instance_replaced() -> None:
+    o = obs([worker("i-1", launched=0.0)])
+    p = plan(o, CFG, now=CFG.join_timeout_s + 5)
+    assert [(r.instance_id, r.instance_type) for r in p.replacements] == [("i-1", "c6i.large")]
+    assert plan(o, CFG, now=10.0).is_empty  # still booting
+
+
+def test_draining_claimed_worker_waits() -> None:
+    o = obs([worker("i-1")], [startd("i-1", claimed=True, draining=True)])
+    assert plan(o, CFG, now=1e6).is_empty
+
+
+def test_warm_pool_starts_and_stops() -> None:
+    cfg = AutoscalerConfig(warm_pool=True)
+    o = obs([worker("i-s", state=InstanceState.STOPPED)], idle=[jobs(4)])
+    p = plan(o, cfg, now=0.0)
+    assert [s.instance_id for s in p.starts] == ["i-s"]
+    assert launched(p) == {"c6i.large": 1}
+    o2 = obs([worker("i-1")], [startd("i-1", since=0.0)])
+    assert plan(o2, cfg, now=1e6).removals[0].action is RemovalAction.STOP
+
+
+def test_naive_one_up_one_down() -> None:
+    cfg = AutoscalerConfig(policy="naive")
+    assert launched(plan(obs(idle=[jobs(50)]), cfg, now=0.0)) == {"c6i.large": 1}
+    o = obs([worker("i-1"), worker("i-2")], [startd("i-1"), startd("i-2")])
+    p = plan(o, cfg, now=0.0)
+    assert len(p.removals) == 1
+
+
+def test_parallelcluster_launches_whole_need_on_one_type() -> None:
+    cfg = AutoscalerConfig(policy="parallelcluster", fixed_shape="c6i.xlarge")
+    assert launched(plan(obs(idle=[jobs(10)]), cfg, now=0.0)) == {"c6i.xlarge": 3}
+    o = obs([worker("i-1", "c6i.xlarge")], [startd("i-1", 4, 8192, since=0.0)])
+    assert plan(o, cfg, now=599.0).is_empty
+    assert plan(o, cfg, now=601.0).removals
+
+
+def test_unknown_policy_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="unknown autoscaler policy 'magic'"):
+        plan(obs(), AutoscalerConfig(policy="magic"), now=0.0)
+
+
+def test_config_rejects_unknown_keys_and_bad_limits() -> None:
+    with pytest.raises(ValidationError):
+        AutoscalerConfig.model_validate({"idle_timeout": 5})
+    with pytest.raises(ValidationError):
+        AutoscalerConfig(min_workers=5, max_workers=2)
+
+
+def test_large_queue_and_pool() -> None:
+    """10,000 idle jobs of a few shapes against 1,000 workers (timed in bench/)."""
+    insts = [worker(f"i-{n}", "c6i.xlarge") for n in range(1000)]
+    sds = [startd(f"i-{n}", 4, 8192, free_cpus=n % 2, free_mem=2048, claimed=True)
+           for n in range(1000)]
+    idle = [jobs(2500, cpus=c, mem=1024 * c) for c in (1, 2, 4, 8)]
+    p = plan(obs(insts, sds, idle), AutoscalerConfig(max_workers=2000,
+                                                    max_launch_per_cycle=2000), now=0.0)
+    assert p.desired_workers > 1000 and not p.removals
