@@ -1,0 +1,267 @@
+"""The sandbox's one HTTP front: AWS APIs (moto), the apt repository, instance metadata,
+fault injection and a small control API, on 127.0.0.1 and on the bridge address.
+
+Instance metadata identifies the caller by its source address (a host's private IP), as
+the real IMDS does by the ENI a request arrives on; IMDSv2 tokens are enforced when the
+instance's metadata options require them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from orchestrator.sandbox.emulator import Emulator
+
+log = logging.getLogger("htcpool.sandbox.http")
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+
+
+def _respond(start: StartResponse, status: str, body: bytes | str,
+             ctype: str = "text/plain") -> Iterable[bytes]:
+    data = body.encode() if isinstance(body, str) else body
+    start(status, [("Content-Type", ctype), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+@dataclass
+class FaultRule:
+    """Fail matching API calls: `action` (e.g. RunInstances), optional parameter match."""
+
+    action: str
+    code: str
+    message: str = "injected by the htcpool sandbox"
+    status: int = 400
+    match: dict[str, str] = field(default_factory=dict)
+    remaining: int = 1  # -1: unlimited
+    probability: float = 1.0
+
+
+@dataclass
+class ApiLog:
+    """Every API call seen, for the IAM-policy coverage test and the call-count benchmarks."""
+
+    calls: list[tuple[float, str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, service: str, action: str) -> None:
+        with self.lock:
+            self.calls.append((time.time(), service, action))
+
+
+class Front:
+    def __init__(self, emu: Emulator, moto_app: Callable[..., Any], repo_dir: Path,
+                 seed: int = 0) -> None:
+        self.emu = emu
+        self.moto_app = moto_app
+        self.repo_dir = repo_dir.resolve()
+        self.faults: list[FaultRule] = []
+        self.rng = random.Random(seed)
+        self.api_log = ApiLog()
+        self.tokens: dict[str, tuple[str, float]] = {}  # token -> (instance id, expiry)
+
+    # --- dispatch ----------------------------------------------------------------------
+    def __call__(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/apt/"):
+            return self.apt(path[len("/apt/"):], start)
+        if path.startswith("/latest/"):
+            return self.imds(environ, path, start)
+        if path.startswith("/_sandbox/"):
+            return self.control(environ, path, start)
+        return self.aws(environ, start)
+
+    # --- AWS APIs ------------------------------------------------------------------------
+    def aws(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        import io
+
+        environ["wsgi.input"] = io.BytesIO(body)
+        service, action, params = _identify(environ, body)
+        self.api_log.add(service, action)
+        rule = self._fault_for(action, params)
+        if rule is not None:
+            log.info("fault injected: %s -> %s", action, rule.code)
+            return _aws_error(start, service, rule)
+        return self.moto_app(environ, start)  # type: ignore[no-any-return]
+
+    def _fault_for(self, action: str, params: dict[str, str]) -> FaultRule | None:
+        for rule in self.faults:
+            if rule.action not in (action, "*") or rule.remaining == 0:
+                continue
+            if any(not _param_matches(params, k, v) for k, v in rule.match.items()):
+                continue
+            if self.rng.random() >= rule.probability:
+                continue
+            if rule.remaining > 0:
+                rule.remaining -= 1
+            return rule
+        return None
+
+    # --- apt repository ------------------------------------------------------------------
+    def apt(self, rel: str, start: StartResponse) -> Iterable[bytes]:
+        target = (self.repo_dir / rel).resolve()
+        if not str(target).startswith(str(self.repo_dir)) or not target.is_file():
+            return _respond(start, "404 Not Found", "not found\n")
+        return _respond(start, "200 OK", target.read_bytes(), "application/octet-stream")
+
+    # --- instance metadata -----------------------------------------------------------------
+    def imds(self, environ: Environ, path: str, start: StartResponse) -> Iterable[bytes]:
+        inst = self.emu.instance_by_ip(environ.get("REMOTE_ADDR", ""))
+        if inst is None:
+            return _respond(start, "404 Not Found", "not an instance\n")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/latest/api/token":
+            if method != "PUT":
+                return _respond(start, "405 Method Not Allowed", "")
+            ttl = int(environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS") or 0)
+            if not 1 <= ttl <= 21600:
+                return _respond(start, "400 Bad Request", "")
+            token = secrets.token_urlsafe(32)
+            self.tokens[token] = (inst.id, time.time() + ttl)
+            return _respond(start, "200 OK", token)
+        token = environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN")
+        valid = token in self.tokens and self.tokens[token][0] == inst.id \
+            and self.tokens[token][1] > time.time()
+        options = inst.metadata_options
+        if options.http_endpoint == "disabled":
+            return _respond(start, "403 Forbidden", "")
+        if (token is not None or options.http_tokens == "required") and not valid:
+            return _respond(start, "401 Unauthorized", "")
+        value = self._metadata(inst, path[len("/latest/"):].rstrip("/"))
+        if value is None:
+            return _respond(start, "404 Not Found", "")
+        return _respond(start, "200 OK", value)
+
+    def _metadata(self, inst: Any, key: str) -> str | None:
+        region = self.emu.settings.region
+        zone = inst._placement.zone
+        profile = self.emu.ec2.iam_instance_profile_associations.get(inst.id)
+        role = None
+        if profile is not None and profile.iam_instance_profile.roles:
+            role = profile.iam_instance_profile.roles[0].name
+        tags = {t["key"]: t["value"] for t in inst.get_tags()}
+        simple = {
+            "meta-data/instance-id": inst.id,
+            "meta-data/ami-id": inst.image_id,
+            "meta-data/instance-type": inst.instance_type,
+            "meta-data/local-ipv4": inst.private_ip,
+            "meta-data/local-hostname": inst.private_dns_name,
+            "meta-data/hostname": inst.private_dns_name,
+            "meta-data/placement/availability-zone": zone,
+            "meta-data/placement/region": region,
+            "meta-data/mac": "02:00:00:00:00:00",
+        }
+        if key in simple:
+            return str(simple[key])
+        if key == "meta-data":
+            return "\n".join(sorted({k.split("/")[1] for k in simple} | {"iam", "tags"}))
+        if key == "dynamic/instance-identity/document":
+            return json.dumps({
+                "accountId": self.emu.ec2.account_id, "architecture": "x86_64",
+                "availabilityZone": zone, "imageId": inst.image_id, "instanceId": inst.id,
+                "instanceType": inst.instance_type, "privateIp": inst.private_ip,
+                "region": region, "version": "2017-09-30"})
+        if key.startswith("meta-data/tags/instance"):
+            if inst.metadata_options.instance_metadata_tags != "enabled":
+                return None
+            name = key[len("meta-data/tags/instance"):].lstrip("/")
+            return "\n".join(sorted(tags)) if not name else tags.get(name)
+        if key == "meta-data/iam/security-credentials":
+            return role
+        if key.startswith("meta-data/iam/security-credentials/") and role is not None:
+            if key.rsplit("/", 1)[1] != role:
+                return None
+            expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
+            return json.dumps({
+                "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIA" + inst.id[2:18].upper(),
+                "SecretAccessKey": secrets.token_hex(20), "Token": secrets.token_hex(32),
+                "Expiration": expiry,
+                "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return None
+
+    # --- control API (localhost only) ----------------------------------------------------
+    def control(self, environ: Environ, path: str, start: StartResponse) -> Iterable[bytes]:
+        if environ.get("REMOTE_ADDR") != "127.0.0.1":
+            return _respond(start, "403 Forbidden", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+        if path == "/_sandbox/hosts":
+            return _json(start, self.emu_hosts())
+        if path == "/_sandbox/faults" and method == "POST":
+            self.faults.append(FaultRule(**body))
+            return _json(start, {"faults": len(self.faults)})
+        if path == "/_sandbox/faults" and method == "DELETE":
+            self.faults.clear()
+            return _json(start, {"faults": 0})
+        if path == "/_sandbox/api-log":
+            with self.api_log.lock:
+                return _json(start, [list(c) for c in self.api_log.calls])
+        if path.startswith("/_sandbox/poweroff/") and method == "POST":
+            inst = self.emu.ec2.get_instance(path.rsplit("/", 1)[1])
+            self.emu.on_stop(inst, hard=True)
+            return _json(start, {"instance": inst.id, "state": "stopping"})
+        return _respond(start, "404 Not Found", "")
+
+    def emu_hosts(self) -> list[dict[str, Any]]:
+        out = []
+        for inst in self.emu.instances():
+            worker = self.emu.workers.get(inst.id)
+            host = worker.host if worker else None
+            out.append({
+                "instance_id": inst.id, "state": inst.state, "address": inst.private_ip,
+                "hostname": inst.private_dns_name, "image_id": inst.image_id,
+                "tags": {t["key"]: t["value"] for t in inst.get_tags()},
+                "nspawn_pid": host.proc.pid if host and host.running and host.proc else None,
+                "disk": str(host.disk) if host else None,
+            })
+        return out
+
+
+def _json(start: StartResponse, data: Any) -> Iterable[bytes]:
+    return _respond(start, "200 OK", json.dumps(data, default=str), "application/json")
+
+
+def _identify(environ: Environ, body: bytes) -> tuple[str, str, dict[str, str]]:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:  # JSON protocol (SSM): "AmazonSSM.SendCommand"
+        service, _, action = target.partition(".")
+        try:
+            params = {k: json.dumps(v) if not isinstance(v, str) else v
+                      for k, v in json.loads(body or b"{}").items()}
+        except ValueError:
+            params = {}
+        return service, action, params
+    form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    service = auth.split("/")[3] if auth.count("/") >= 3 else "unknown"
+    return service, form.get("Action", ""), form
+
+
+def _param_matches(params: dict[str, str], key: str, value: str) -> bool:
+    # EC2 query parameters may be flattened (LaunchTemplateConfigs.1.Overrides.1.InstanceType).
+    return any((k == key or k.endswith("." + key)) and v == value for k, v in params.items())
+
+
+def _aws_error(start: StartResponse, service: str, rule: FaultRule) -> Iterable[bytes]:
+    status = f"{rule.status} Injected"
+    if service == "ec2" or service == "unknown":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
+                f"<Code>{rule.code}</Code><Message>{rule.message}</Message></Error></Errors>"
+                f"<RequestID>{secrets.token_hex(8)}</RequestID></Response>")
+        return _respond(start, status, body, "text/xml")
+    return _respond(start, status, json.dumps({"__type": rule.code, "message": rule.message}),
+                    "application/x-amz-json-1.1")

@@ -1,0 +1,131 @@
+"""The sandbox daemon: `python -m orchestrator.sandbox.server --state-dir DIR --port N`.
+
+Started (detached) by `htcpool sandbox up`; stops on SIGTERM after powering off and
+removing every host, then the bridge. Everything it creates is named so that
+`htcpool sandbox down` can also clean up after it if it dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from orchestrator.sandbox.settings import BRIDGE, GATEWAY_IP, VPC_CIDR, SandboxSettings
+
+
+def _patch_default_vpc() -> None:
+    """Make moto's default VPC the sandbox's 198.18.0.0/16, so PrivateIpAddress = host address."""
+    from moto.ec2.models.vpcs import VPCBackend
+
+    def create_default_vpc(self: Any) -> Any:
+        vpc = self.create_vpc(cidr_block=VPC_CIDR, is_default=True)
+        for zone in self.describe_availability_zones():
+            self.create_default_subnet(zone.name)
+        return vpc
+
+    VPCBackend.create_default_vpc = create_default_vpc  # type: ignore[method-assign]
+
+
+def ensure_ssh_key(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "htcpool-sandbox",
+                        "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def serve(settings: SandboxSettings) -> int:
+    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
+    os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+    log = logging.getLogger("htcpool.sandbox")
+    from werkzeug.serving import make_server
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from orchestrator.sandbox import inventory, patches
+    from orchestrator.sandbox.emulator import Emulator
+    from orchestrator.sandbox.hosts import ensure_bridge, ip
+    from orchestrator.sandbox.http import Front
+    from orchestrator.sandbox.image import ensure_base_image
+
+    image = ensure_base_image(settings.cache_dir, progress=log.info)
+    pubkey = ensure_ssh_key(settings.ssh_key)
+    settings.instances_dir.mkdir(parents=True, exist_ok=True)
+    settings.images_dir.mkdir(parents=True, exist_ok=True)
+    ensure_bridge()
+    _patch_default_vpc()
+    emu = Emulator(settings, image.rootfs, pubkey)
+    patches.install(emu)
+    front = Front(emu, DomainDispatcherApplication(create_backend_app), image.repo)
+    servers = [make_server(addr, settings.port, front, threaded=True,
+                           request_handler=MotoRequestHandler)
+               for addr in ("127.0.0.1", GATEWAY_IP)]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+
+    creds = {"aws_access_key_id": "SANDBOX" + secrets.token_hex(6).upper(),
+             "aws_secret_access_key": secrets.token_urlsafe(24)}
+    inv = inventory.write(settings, creds)
+    state = {
+        "ready": True, "pid": os.getpid(), "endpoint_url": settings.endpoint_url,
+        "host_endpoint_url": settings.host_endpoint_url, "region": settings.region,
+        "credentials": creds, "base_ami": emu.base_ami.id, "image_key": image.key,
+        "apt_repo": {"url": f"{settings.host_endpoint_url}/apt", "suite": "trixie",
+                     "component": "main",
+                     "key_url": f"{settings.host_endpoint_url}/apt/htcpool-sandbox.asc"},
+        "ssh": {"user": "root", "private_key": str(settings.ssh_key)},
+        "inventory": str(inv), "state_dir": str(settings.state_dir),
+    }
+    tmp = settings.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.chmod(tmp, 0o600)
+    tmp.rename(settings.state_file)
+    log.info("sandbox ready on %s (base AMI %s)", settings.endpoint_url, emu.base_ami.id)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping: powering off %d hosts", len(emu.workers))
+    settings.state_file.unlink(missing_ok=True)
+    for s in servers:
+        s.shutdown()
+    emu.destroy_all()
+    ip("link", "del", BRIDGE, check=False)
+    log.info("sandbox stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="htcpool-sandbox-server")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    settings = SandboxSettings(state_dir=args.state_dir, port=args.port)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:
+        return serve(settings)
+    except Exception:
+        logging.getLogger("htcpool.sandbox").exception("sandbox server failed")
+        settings.state_file.unlink(missing_ok=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
