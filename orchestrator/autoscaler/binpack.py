@@ -31,6 +31,7 @@ from orchestrator.autoscaler.packing import (
     JobGroup,
     aggregate,
     fit_existing,
+    leftover,
     pack_new,
 )
 
@@ -71,19 +72,53 @@ def classify(obs: Observation, cfg: AutoscalerConfig, now: float) -> Pool:
     return pool
 
 
-def capacity_bins(pool: Pool, cfg: AutoscalerConfig, notes: list[str]) -> list[Bin]:
-    """Free resources of joined, non-draining workers, then whole booting machines (the
-    not-joined ones count too: each gets a replacement of the same type)."""
-    bins = [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus)
+def free_bins(pool: Pool) -> list[Bin]:
+    """Free resources of joined workers that are not draining."""
+    return [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus)
             for i, sd in pool.joined if not sd.draining]
+
+
+def booting_shapes(pool: Pool, cfg: AutoscalerConfig, notes: list[str]) -> list[Instance]:
+    """Booting machines whose capacity counts (not-joined ones too: each gets a
+    replacement of the same type)."""
+    out = []
     for inst in pool.booting + pool.not_joined:
-        shape = cfg.shape(inst.instance_type)
-        if shape is None:
+        if cfg.shape(inst.instance_type) is None:
             notes.append(f"{inst.instance_id}: type {inst.instance_type} is not a configured "
                          "shape; its capacity is not counted")
-            continue
-        bins.append(Bin(inst.instance_id, shape.cpus, shape.memory_mb, shape.gpus))
-    return bins
+        else:
+            out.append(inst)
+    return out
+
+
+def new_need(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfig,
+             prefer_large: bool) -> tuple[list[Bin], list[JobGroup]]:
+    """New machines for the jobs free capacity cannot take, net of booting ones.
+
+    Booting machines are matched by type against the ideal packing of the queue, not
+    first-fit: first-fit onto a different order of the same machines can leave a job out
+    and launch again every cycle while they boot. Jobs of ideal machines without a booting
+    match then go first-fit onto the unmatched booting ones; the rest is launched.
+    """
+    ideal, unsched = pack_new(_copy(left), cfg.shapes, prefer_large)
+    spare = Counter(i.instance_type for i in booting)
+    unmatched: list[Bin] = []
+    for b in ideal:
+        if spare[b.owner] > 0:
+            spare[b.owner] -= 1
+        else:
+            unmatched.append(b)
+    if not unmatched:
+        return [], unsched
+    rest = leftover(left, unmatched)
+    bins = []
+    for t, n in spare.items():
+        shape = cfg.shape(t)
+        if shape is not None:
+            bins += [Bin(t, shape.cpus, shape.memory_mb, shape.gpus) for _ in range(n)]
+    fit_existing(rest, bins)
+    new_bins, _ = pack_new([g for g in rest if g.count > 0], cfg.shapes, prefer_large)
+    return new_bins, unsched
 
 
 def _copy(groups: list[JobGroup]) -> list[JobGroup]:
@@ -95,15 +130,15 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     pool = classify(obs, cfg, now)
     groups = aggregate(obs.idle_jobs)
     idle_total = sum(g.count for g in groups)
-    bins = capacity_bins(pool, cfg, notes)
-    busy_owners = fit_existing(groups, bins)
+    busy_owners = fit_existing(groups, free_bins(pool))
     left = [g for g in groups if g.count > 0]
+    booting = booting_shapes(pool, cfg, notes)
 
     headroom = max(cfg.max_workers - pool.active, 0)
-    new_bins, unsched = pack_new(_copy(left), cfg.shapes)
+    new_bins, unsched = new_need(left, booting, cfg, prefer_large=False)
     if len(new_bins) > headroom:
         # Short of instance slots: the same need on fewer, larger machines.
-        new_bins, unsched = pack_new(_copy(left), cfg.shapes, prefer_large=True)
+        new_bins, unsched = new_need(left, booting, cfg, prefer_large=True)
     need = len(new_bins)
     allowed = min(need, headroom, cfg.max_launch_per_cycle)
     if allowed < need:

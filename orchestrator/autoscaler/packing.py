@@ -32,6 +32,8 @@ class Bin:
     memory_mb: int
     gpus: int
     jobs: int = 0
+    # group position -> jobs of that group placed here (to re-place them elsewhere)
+    contents: dict[int, int] = field(default_factory=dict)
 
 
 def aggregate(idle: Iterable[IdleJobs]) -> list[JobGroup]:
@@ -61,7 +63,7 @@ def how_many(cpus: int, memory_mb: int, gpus: int, g: JobGroup) -> int:
     return max(k, 0)
 
 
-def _place(g: JobGroup, bins: list[Bin]) -> None:
+def _place(g: JobGroup, gi: int, bins: list[Bin]) -> None:
     """First fit of as many of `g`'s jobs as possible; full bins are dropped from the list."""
     keep: list[Bin] = []
     for b in bins:
@@ -72,6 +74,7 @@ def _place(g: JobGroup, bins: list[Bin]) -> None:
                 b.memory_mb -= k * g.memory_mb
                 b.gpus -= k * g.gpus
                 b.jobs += k
+                b.contents[gi] = b.contents.get(gi, 0) + k
                 g.count -= k
         if b.cpus > 0:
             keep.append(b)
@@ -81,10 +84,10 @@ def _place(g: JobGroup, bins: list[Bin]) -> None:
 def fit_existing(groups: Sequence[JobGroup], bins: list[Bin]) -> set[str]:
     """Place jobs onto existing bins in place; returns the owners that took any job."""
     open_bins = [b for b in bins if b.cpus > 0]
-    for g in groups:
+    for gi, g in enumerate(groups):
         if not open_bins:
             break
-        _place(g, open_bins)
+        _place(g, gi, open_bins)
     return {b.owner for b in bins if b.jobs > 0}
 
 
@@ -113,11 +116,11 @@ def pack_new(groups: Sequence[JobGroup], shapes: Sequence[InstanceShape],
     opened: list[Bin] = []
     open_bins: list[Bin] = []
     unschedulable: list[JobGroup] = []
-    for g in groups:
+    for gi, g in enumerate(groups):
         if g.count <= 0:
             continue
         if open_bins:
-            _place(g, open_bins)
+            _place(g, gi, open_bins)
         while g.count > 0:
             choice = best_shape(g, shapes, prefer_large)
             if choice is None:
@@ -132,10 +135,21 @@ def pack_new(groups: Sequence[JobGroup], shapes: Sequence[InstanceShape],
             for _ in range(n_bins):
                 take = min(k, g.count)
                 b = Bin(shape.name, shape.cpus - take * g.cpus,
-                        shape.memory_mb - take * g.memory_mb, shape.gpus - take * g.gpus, take)
+                        shape.memory_mb - take * g.memory_mb, shape.gpus - take * g.gpus, take,
+                        {gi: take})
                 g.count -= take
                 opened.append(b)
                 if b.cpus > 0:
                     open_bins.append(b)
     return opened, unschedulable
 
+
+
+def leftover(groups: Sequence[JobGroup], bins: Iterable[Bin]) -> list[JobGroup]:
+    """The jobs `bins` hold, as groups again (same order as `groups`)."""
+    counts = [0] * len(groups)
+    for b in bins:
+        for gi, k in b.contents.items():
+            counts[gi] += k
+    return [JobGroup(g.cpus, g.memory_mb, g.gpus, n, g.clusters)
+            for g, n in zip(groups, counts, strict=True) if n > 0]

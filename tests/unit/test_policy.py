@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from policy_helpers import jobs, obs, startd, worker
 from pydantic import ValidationError
 
 from orchestrator.autoscaler import AutoscalerConfig, plan
 from orchestrator.autoscaler.model import InstanceState, RemovalAction
 from orchestrator.errors import ConfigError
-from policy_helpers import jobs, obs, startd, worker
 
 CFG = AutoscalerConfig()
 
