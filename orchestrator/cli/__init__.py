@@ -20,14 +20,17 @@ from orchestrator.errors import ExitStatus, HtcpoolError
 # name -> (module, attribute, one-line help). Attribute is a typer.Typer or a function.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "sandbox": ("orchestrator.cli.sandbox", "app", "Local EC2/SSM sandbox with real hosts."),
-    "instances": ("orchestrator.cli.instances", "app", "List, create, start, stop, reboot, terminate."),
+    "instances": ("orchestrator.cli.instances", "app",
+                  "List, create, start, stop, reboot, terminate."),
     "images": ("orchestrator.cli.images", "app", "The pool's worker images; bake a new one."),
+    "image": ("orchestrator.cli.images", "app", "Same as `images` (image bake, image list)."),
     "zones": ("orchestrator.cli.misc", "zones", "Availability zones of the region."),
     "regions": ("orchestrator.cli.misc", "regions", "Regions available to the account."),
     "pool": ("orchestrator.cli.pool", "app", "Pool views (condor_status)."),
     "queue": ("orchestrator.cli.pool", "queue", "Queue view (condor_q): per owner and batch."),
     "bootstrap": ("orchestrator.cli.provision", "bootstrap", "Run the bootstrap playbook."),
-    "scale": ("orchestrator.cli.scale", "scale", "One autoscaler pass: plan, and act unless --dry-run."),
+    "scale": ("orchestrator.cli.scale", "scale",
+              "One autoscaler pass: plan, and act unless --dry-run."),
     "autoscale": ("orchestrator.cli.scale", "autoscale", "Run the autoscaler loop."),
     "sim": ("orchestrator.cli.sim", "app", "Replay job traces through the autoscaler policy."),
     "menu": ("orchestrator.cli.menu", "menu", "The interactive numbered control panel."),
@@ -73,8 +76,10 @@ class LazyGroup(click.Group):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="HTCPOOL_CONFIG",
               help="Config file (default: ./htcpool.toml, then ~/.config/htcpool/config.toml).")
 @click.option("--region", envvar="HTCPOOL_REGION", help="AWS region (overrides the config file).")
-@click.option("--profile", envvar="HTCPOOL_PROFILE", help="AWS profile (overrides the config file).")
-@click.option("--pool", "pool_name", envvar="HTCPOOL_POOL", help="Pool name (the htcpool:pool tag).")
+@click.option("--profile", envvar="HTCPOOL_PROFILE",
+              help="AWS profile (overrides the config file).")
+@click.option("--pool", "pool_name", envvar="HTCPOOL_POOL",
+              help="Pool name (the htcpool:pool tag).")
 @click.option("--endpoint-url", envvar="HTCPOOL_ENDPOINT_URL",
               help="AWS API endpoint (the sandbox's, for example).")
 @click.version_option(package_name="htcpool")

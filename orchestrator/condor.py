@@ -1,0 +1,417 @@
+"""Pool and queue views: one interface (`PoolSource`), three transports.
+
+- `LocalSource`: on the central manager, the official `htcondor` Python bindings.
+- `SsmSource`: elsewhere, SSM SendCommand of `condor_status -json` / `condor_q -json` on the
+  central manager (found by tag), polling GetCommandInvocation with backoff.
+- `SshSource`: the same commands over ssh.
+
+Every transport yields ClassAds that are evaluated by the `classad2` library (so expressions
+such as the default RequestMemory become numbers) and turned into typed records (`Slot`,
+`Job`). Summaries for the CLI live in `orchestrator.condor_views`.
+
+The autoscaler calls `source.slots()` (startd ads, with `ec2_instance_id`) and
+`source.idle_jobs()` (with request_cpus / request_memory_mb / request_gpus).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import shlex
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from enum import IntEnum, StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.config import Config
+from orchestrator.errors import HtcpoolError
+from orchestrator.ssm import run_command
+
+if TYPE_CHECKING:
+    from orchestrator.cloud import Cloud
+
+SLOT_ATTRS = ("Name", "Machine", "State", "Activity", "LoadAvg", "Memory", "Cpus", "Gpus",
+              "Disk", "SlotType", "EC2InstanceId", "HtcpoolPool", "EnteredCurrentState",
+              "EnteredCurrentActivity", "OpSys", "Arch")
+JOB_ATTRS = ("ClusterId", "ProcId", "Owner", "JobStatus", "JobBatchName", "RequestCpus",
+             "RequestMemory", "RequestGpus", "RequestDisk", "QDate", "EnteredCurrentStatus",
+             "RemoteHost", "HoldReason")
+GZ_MARKER = "HTCPOOL-GZ64"
+
+
+class Transport(StrEnum):
+    LOCAL = "local"
+    SSM = "ssm"
+    SSH = "ssh"
+
+
+class JobStatus(IntEnum):
+    IDLE = 1
+    RUNNING = 2
+    REMOVED = 3
+    COMPLETED = 4
+    HELD = 5
+    TRANSFERRING_OUTPUT = 6
+    SUSPENDED = 7
+    UNKNOWN = 0
+
+
+class CondorError(HtcpoolError):
+    """The pool could not be queried (daemon down, command failed, bad output)."""
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else default
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    machine: str
+    state: str
+    activity: str
+    load_avg: float
+    memory_mb: int
+    cpus: int
+    gpus: int
+    slot_type: str
+    ec2_instance_id: str | None
+    pool: str | None
+    entered_current_state: int | None
+
+    @classmethod
+    def from_ad(cls, ad: dict[str, Any]) -> Slot:
+        ecs = ad.get("EnteredCurrentState")
+        return cls(name=str(ad.get("Name", "")), machine=str(ad.get("Machine", "")),
+                   state=str(ad.get("State", "")), activity=str(ad.get("Activity", "")),
+                   load_avg=_num(ad.get("LoadAvg")), memory_mb=int(_num(ad.get("Memory"))),
+                   cpus=int(_num(ad.get("Cpus"))), gpus=int(_num(ad.get("Gpus"))),
+                   slot_type=str(ad.get("SlotType") or ""),
+                   ec2_instance_id=ad.get("EC2InstanceId") or None,
+                   pool=ad.get("HtcpoolPool") or None,
+                   entered_current_state=int(ecs) if isinstance(ecs, int | float) else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    cluster: int
+    proc: int
+    owner: str
+    status: JobStatus
+    batch_name: str
+    request_cpus: int
+    request_memory_mb: int
+    request_gpus: int
+    qdate: int | None
+    remote_host: str | None
+    hold_reason: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.cluster}.{self.proc}"
+
+    @property
+    def batch(self) -> str:
+        """condor_q's batch: JobBatchName, else the cluster ("ID: 12")."""
+        return self.batch_name or f"ID: {self.cluster}"
+
+    @classmethod
+    def from_ad(cls, ad: dict[str, Any]) -> Job:
+        raw_status = int(_num(ad.get("JobStatus")))
+        status = JobStatus(raw_status) if raw_status in JobStatus._value2member_map_ \
+            else JobStatus.UNKNOWN
+        qdate = ad.get("QDate")
+        return cls(cluster=int(_num(ad.get("ClusterId"))), proc=int(_num(ad.get("ProcId"))),
+                   owner=str(ad.get("Owner", "")), status=status,
+                   batch_name=str(ad.get("JobBatchName") or ""),
+                   request_cpus=int(_num(ad.get("RequestCpus"), 1)),
+                   request_memory_mb=int(_num(ad.get("RequestMemory"))),
+                   request_gpus=int(_num(ad.get("RequestGpus"))),
+                   qdate=int(qdate) if isinstance(qdate, int | float) else None,
+                   remote_host=ad.get("RemoteHost") or None,
+                   hold_reason=ad.get("HoldReason") or None)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["status"] = self.status.name.lower()
+        out["id"] = self.id
+        return out
+
+
+def _plain(ad: Any, attrs: Iterable[str]) -> dict[str, Any]:
+    """Evaluate a classad2.ClassAd's attributes to plain Python values (None if undefined)."""
+    import classad2
+
+    out: dict[str, Any] = {}
+    for key in attrs:
+        if key not in ad:
+            continue
+        value = ad.eval(key)
+        out[key] = None if isinstance(value, classad2.Value) else value
+    return out
+
+
+def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
+    """Parse `condor_* -json` output (a JSON list of ads, or nothing) and evaluate it."""
+    import classad2
+
+    text = text.strip()
+    if not text:
+        return []
+    if not text.startswith("["):
+        raise CondorError(f"unexpected output instead of JSON ads: {text.splitlines()[0][:120]}")
+    try:
+        ads = list(classad2.parseAds(text, classad2.ParserType.JSON))
+    except Exception as err:
+        raise CondorError(f"cannot parse the ads returned: {err}") from err
+    names = list(attrs)
+    return [_plain(ad, names) for ad in ads]
+
+
+def condor_status_argv(constraint: str | None = None) -> list[str]:
+    argv = ["condor_status", "-json", "-attributes", ",".join(SLOT_ATTRS)]
+    return [*argv, "-constraint", constraint] if constraint else argv
+
+
+def condor_q_argv(constraint: str | None = None) -> list[str]:
+    argv = ["condor_q", "-allusers", "-json", "-attributes", ",".join(JOB_ATTRS)]
+    return [*argv, "-constraint", constraint] if constraint else argv
+
+
+class PoolSource(ABC):
+    """Where pool and queue ads come from. Subclasses implement the two raw queries."""
+
+    transport: Transport
+
+    @abstractmethod
+    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        """Evaluated startd ads (projection SLOT_ATTRS)."""
+
+    @abstractmethod
+    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        """Evaluated job ads of all owners (projection JOB_ATTRS)."""
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """A short description of the endpoint, for messages."""
+
+    def slots(self, constraint: str | None = None) -> list[Slot]:
+        return [Slot.from_ad(ad) for ad in self.startd_ads(constraint)]
+
+    def jobs(self, constraint: str | None = None) -> list[Job]:
+        return [Job.from_ad(ad) for ad in self.job_ads(constraint)]
+
+    def idle_jobs(self) -> list[Job]:
+        return self.jobs(f"JobStatus == {int(JobStatus.IDLE)}")
+
+
+class LocalSource(PoolSource):
+    transport = Transport.LOCAL
+
+    def __init__(self, collector: str | None = None, schedd: str | None = None) -> None:
+        self.collector_host = collector
+        self.schedd_name = schedd
+
+    @property
+    def where(self) -> str:
+        return f"local bindings ({self.collector_host or 'this host'})"
+
+    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        import htcondor2
+
+        try:
+            coll = htcondor2.Collector(self.collector_host) if self.collector_host \
+                else htcondor2.Collector()
+            ads = coll.query(htcondor2.AdTypes.Startd, constraint or "true", list(SLOT_ATTRS))
+        except Exception as err:  # htcondor raises HTCondorException/IOError variants
+            raise CondorError(f"cannot query the collector: {err}") from err
+        return [_plain(ad, SLOT_ATTRS) for ad in ads]
+
+    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        import htcondor2
+
+        try:
+            if self.schedd_name:
+                coll = htcondor2.Collector(self.collector_host) if self.collector_host \
+                    else htcondor2.Collector()
+                schedd = htcondor2.Schedd(coll.locate(htcondor2.DaemonTypes.Schedd,
+                                                      self.schedd_name))
+            else:
+                schedd = htcondor2.Schedd()
+            ads = schedd.query(constraint or "true", list(JOB_ATTRS))
+        except Exception as err:
+            raise CondorError(f"cannot query the schedd: {err}") from err
+        return [_plain(ad, JOB_ATTRS) for ad in ads]
+
+
+def _remote_script(argv: list[str]) -> str:
+    """Shell for SSM: run the command to a file, then print it gzipped+base64 after a marker
+    (SSM keeps only 24,000 characters of output)."""
+    cmd = " ".join(shlex.quote(a) for a in argv)
+    return (f'f=$(mktemp) || exit 1; {cmd} >"$f"; rc=$?; '
+            f'if [ $rc -eq 0 ]; then echo {GZ_MARKER}; gzip -c "$f" | base64 -w0; fi; '
+            'rm -f "$f"; exit $rc')
+
+
+def decode_remote_output(text: str, where: str) -> str:
+    if not text.strip():
+        raise CondorError(f"{where}: the command returned no output")
+    head, _, body = text.partition("\n")
+    if head.strip() != GZ_MARKER:
+        return text
+    try:
+        return gzip.decompress(base64.b64decode(body.strip(), validate=True)).decode()
+    except (ValueError, OSError, EOFError) as err:
+        raise CondorError(f"{where}: output truncated or corrupt ({len(text)} characters; "
+                          "SSM keeps 24,000): use --transport ssh") from err
+
+
+class SsmSource(PoolSource):
+    transport = Transport.SSM
+
+    def __init__(self, cloud: Cloud, instance_id: str, timeout_s: float,
+                 sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.cloud = cloud
+        self.instance_id = instance_id
+        self.timeout_s = timeout_s
+        self._sleep = sleep
+        self._clock = clock
+
+    @property
+    def where(self) -> str:
+        return f"SSM on {self.instance_id}"
+
+    def _run(self, argv: list[str]) -> str:
+        kw: dict[str, Any] = {}
+        if self._sleep is not None:
+            kw["sleep"] = self._sleep
+        if self._clock is not None:
+            kw["clock"] = self._clock
+        out = run_command(self.cloud.client("ssm"), self.instance_id, [_remote_script(argv)],
+                          self.timeout_s, comment=f"htcpool {argv[0]}", **kw)
+        return decode_remote_output(out, f"{argv[0]} via {self.where}")
+
+    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
+
+    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        return ads_from_json(self._run(condor_q_argv(constraint)), JOB_ATTRS)
+
+
+class SshSource(PoolSource):
+    transport = Transport.SSH
+
+    def __init__(self, host: str, user: str = "", key_file: str = "",
+                 options: Iterable[str] = (), timeout_s: float = 60.0) -> None:
+        self.host = host
+        self.user = user
+        self.key_file = key_file
+        self.options = list(options)
+        self.timeout_s = timeout_s
+
+    @property
+    def where(self) -> str:
+        return f"ssh {self.user + '@' if self.user else ''}{self.host}"
+
+    def ssh_argv(self, remote: list[str]) -> list[str]:
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        for opt in self.options:
+            argv += ["-o", opt]
+        if self.user:
+            argv += ["-l", self.user]
+        if self.key_file:
+            argv += ["-i", os.path.expanduser(self.key_file)]
+        return [*argv, self.host, "--", " ".join(shlex.quote(a) for a in remote)]
+
+    def _run(self, remote: list[str]) -> str:
+        try:
+            done = subprocess.run(self.ssh_argv(remote), capture_output=True, text=True,
+                                  timeout=self.timeout_s, check=False)
+        except FileNotFoundError as err:
+            raise CondorError("ssh is not installed (use --transport ssm)") from err
+        except subprocess.TimeoutExpired as err:
+            raise CondorError(f"{remote[0]} via {self.where} did not finish within "
+                              f"{self.timeout_s:.0f} s") from err
+        if done.returncode != 0:
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+            reason = lines[-1] if lines else "no message"
+            what = "ssh failed" if done.returncode == 255 else \
+                f"{remote[0]} failed (exit {done.returncode})"
+            raise CondorError(f"{what} via {self.where}: {reason}")
+        return done.stdout
+
+    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
+
+    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        return ads_from_json(self._run(condor_q_argv(constraint)), JOB_ATTRS)
+
+
+def local_condor_config() -> Path | None:
+    env = os.environ.get("CONDOR_CONFIG")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    for candidate in ("/etc/condor/condor_config", "/usr/local/etc/condor_config"):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def runs_central_manager(daemon_list: str | None = None) -> bool:
+    """True if this host's HTCondor configuration runs a collector and a schedd."""
+    if daemon_list is None:
+        if local_condor_config() is None:
+            return False
+        try:
+            import htcondor2
+
+            daemon_list = str(htcondor2.param.get("DAEMON_LIST", ""))
+        except Exception:
+            return False
+    names = {d.strip().upper() for d in daemon_list.replace(",", " ").split()}
+    return {"COLLECTOR", "SCHEDD"} <= names
+
+
+def choose_transport(requested: str, on_central_manager: bool, ssh_host: str) -> Transport:
+    """auto: the bindings on the central manager; else ssh if a host is configured; else SSM."""
+    if requested != "auto":
+        try:
+            return Transport(requested)
+        except ValueError:
+            raise HtcpoolError(f"unknown transport '{requested}' "
+                               "(choose auto, local, ssm or ssh)") from None
+    if on_central_manager:
+        return Transport.LOCAL
+    return Transport.SSH if ssh_host else Transport.SSM
+
+
+def open_source(config: Config, cloud_factory: Callable[[], Cloud],
+                transport: str | None = None) -> PoolSource:
+    """The PoolSource for this configuration (the central manager is found by tag)."""
+    cc = config.condor
+    requested = transport or cc.transport
+    on_cm = requested == "auto" and runs_central_manager()
+    chosen = choose_transport(requested, on_cm, cc.ssh_host)
+    if chosen is Transport.LOCAL:
+        return LocalSource()
+    if chosen is Transport.SSH and cc.ssh_host:
+        return SshSource(cc.ssh_host, cc.ssh_user, cc.ssh_key_file, cc.ssh_options,
+                         cc.ssm_timeout_s)
+    cloud = cloud_factory()
+    cm = cloud.central_manager()
+    if chosen is Transport.SSM:
+        return SsmSource(cloud, cm.id, cc.ssm_timeout_s)
+    host = cm.private_ip or cm.public_ip
+    if not host:
+        raise HtcpoolError(f"central manager {cm.id} has no IP address to ssh to")
+    return SshSource(host, cc.ssh_user, cc.ssh_key_file, cc.ssh_options, cc.ssm_timeout_s)
