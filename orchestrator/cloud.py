@@ -10,129 +10,31 @@ The autoscaler's executor calls: `pool_instances()`, `launch()`, `terminate()`, 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator.cloud_records import (
+    CAPACITY_ERRORS,
+    LIVE_STATES,
+    TAG_LAUNCHED_BY,
+    TAG_POOL,
+    TAG_ROLE,
+    TAG_VERSION,
+    Image,
+    Instance,
+    LaunchRequest,
+    Role,
+    State,
+)
 from orchestrator.config import Config
 from orchestrator.errors import HtcpoolError, NotFoundError, RefusedError, WaitTimeout
 
+__all__ = ["CAPACITY_ERRORS", "LIVE_STATES", "TAG_LAUNCHED_BY", "TAG_POOL", "TAG_ROLE",
+           "TAG_VERSION", "Cloud", "Image", "Instance", "LaunchRequest", "Role", "State",
+           "make_session"]
+
 if TYPE_CHECKING:
     import boto3
-
-TAG_POOL = "htcpool:pool"
-TAG_ROLE = "htcpool:role"
-TAG_VERSION = "htcpool:version"
-TAG_LAUNCHED_BY = "htcpool:launched-by"
-CAPACITY_ERRORS = frozenset({"InsufficientInstanceCapacity", "InstanceLimitExceeded",
-                             "Unsupported", "InsufficientCapacity", "VcpuLimitExceeded"})
-
-
-class Role(StrEnum):
-    CENTRAL_MANAGER = "central-manager"
-    WORKER = "worker"
-    BUILDER = "builder"
-    WORKER_IMAGE = "worker-image"
-
-
-class State(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    SHUTTING_DOWN = "shutting-down"
-    TERMINATED = "terminated"
-
-
-LIVE_STATES = (State.PENDING, State.RUNNING, State.STOPPING, State.STOPPED)
-
-
-@dataclass(frozen=True)
-class Instance:
-    id: str
-    name: str
-    image_id: str
-    instance_type: str
-    state: State
-    monitoring: str
-    private_ip: str | None
-    private_dns: str | None
-    public_ip: str | None
-    zone: str | None
-    subnet_id: str | None
-    launch_time: str | None
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pool(self) -> str | None:
-        return self.tags.get(TAG_POOL)
-
-    @property
-    def role(self) -> str | None:
-        return self.tags.get(TAG_ROLE)
-
-    @classmethod
-    def from_api(cls, raw: dict[str, Any]) -> Instance:
-        tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-        launch: Any = raw.get("LaunchTime")
-        return cls(
-            id=raw["InstanceId"], name=tags.get("Name", ""), image_id=raw.get("ImageId", ""),
-            instance_type=raw.get("InstanceType", ""), state=State(raw["State"]["Name"]),
-            monitoring=raw.get("Monitoring", {}).get("State", ""),
-            private_ip=raw.get("PrivateIpAddress") or None,
-            private_dns=raw.get("PrivateDnsName") or None,
-            public_ip=raw.get("PublicIpAddress") or None,
-            zone=raw.get("Placement", {}).get("AvailabilityZone"),
-            subnet_id=raw.get("SubnetId"),
-            launch_time=launch.isoformat() if hasattr(launch, "isoformat") else launch,
-            tags=tags)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "image_id": self.image_id,
-                "instance_type": self.instance_type, "state": self.state.value,
-                "monitoring": self.monitoring, "private_ip": self.private_ip,
-                "private_dns": self.private_dns, "public_ip": self.public_ip, "zone": self.zone,
-                "subnet_id": self.subnet_id, "launch_time": self.launch_time,
-                "pool": self.pool, "role": self.role, "tags": self.tags}
-
-
-@dataclass(frozen=True)
-class Image:
-    id: str
-    name: str
-    state: str
-    version: str | None
-    created: str
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_api(cls, raw: dict[str, Any]) -> Image:
-        tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-        return cls(id=raw["ImageId"], name=raw.get("Name", ""), state=raw.get("State", ""),
-                   version=tags.get(TAG_VERSION), created=raw.get("CreationDate", ""), tags=tags)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "state": self.state, "version": self.version,
-                "created": self.created, "tags": self.tags}
-
-
-@dataclass(frozen=True)
-class LaunchRequest:
-    """What to launch: `count` instances, trying `instance_types` then `subnets` in order."""
-
-    count: int
-    image_id: str
-    instance_types: Sequence[str]
-    subnets: Sequence[str]
-    security_groups: Sequence[str]
-    instance_profile: str
-    client_token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    launched_by: str = "cli"
-    role: Role = Role.WORKER
-    key_name: str = ""
-
 
 def _code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
@@ -359,42 +261,51 @@ class Cloud:
                 {"Key": TAG_LAUNCHED_BY, "Value": req.launched_by}]
         for t_index, itype in enumerate(req.instance_types):
             for s_index, subnet in enumerate(req.subnets):
-                need = req.count - len(launched)
-                if need <= 0:
-                    return launched
-                params: dict[str, Any] = {
-                    "ImageId": req.image_id, "InstanceType": itype, "MinCount": 1,
-                    "MaxCount": need, "SubnetId": subnet,
-                    "ClientToken": f"{req.client_token}-{t_index}-{s_index}"[:64],
-                    "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
-                                        "HttpPutResponseHopLimit": 2},
-                    "IamInstanceProfile": {"Name": req.instance_profile},
-                    "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
-                                          {"ResourceType": "volume", "Tags": tags[:2]}],
-                    "DryRun": dry_run}
-                if req.security_groups:
-                    params["SecurityGroupIds"] = list(req.security_groups)
-                if req.key_name:
-                    params["KeyName"] = req.key_name
-                try:
-                    reply = self.ec2.run_instances(**params)
-                except botocore.exceptions.ClientError as err:
-                    code = _code(err)
-                    if dry_run and code == "DryRunOperation":
-                        return []
-                    if code in CAPACITY_ERRORS:
-                        errors.append(f"{itype} in {subnet}: {code}")
-                        continue
-                    if code.startswith("InvalidAMIID"):
-                        raise NotFoundError(f"unknown AMI {req.image_id}") from err
-                    raise
-                new = [Instance.from_api(raw) for raw in reply["Instances"]]
-                self._name(new, req.role)
-                launched.extend(new)
+                for attempt in range(req.count):  # again while a (type, subnet) pair gives some
+                    need = req.count - len(launched)
+                    if need <= 0:
+                        return launched
+                    params = self._run_params(req, itype, subnet, need, tags, dry_run,
+                                              f"{req.client_token}-{t_index}-{s_index}-{attempt}")
+                    try:
+                        reply = self.ec2.run_instances(**params)
+                    except botocore.exceptions.ClientError as err:
+                        code = _code(err)
+                        if dry_run and code == "DryRunOperation":
+                            return []
+                        if code in CAPACITY_ERRORS:
+                            errors.append(f"{itype} in {subnet}: {code}")
+                            break
+                        if code.startswith("InvalidAMIID"):
+                            raise NotFoundError(f"unknown AMI {req.image_id}") from err
+                        raise
+                    new = [Instance.from_api(raw) for raw in reply["Instances"]]
+                    self._name(new, req.role)
+                    launched.extend(new)
+                    if not new:
+                        break
         if len(launched) < req.count:
             raise HtcpoolError(f"launched {len(launched)} of {req.count} instances; "
                                f"no capacity: {'; '.join(errors) or 'unknown'}")
         return launched
+
+    @staticmethod
+    def _run_params(req: LaunchRequest, itype: str, subnet: str, need: int,
+                    tags: list[dict[str, str]], dry_run: bool, token: str) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "ImageId": req.image_id, "InstanceType": itype, "MinCount": 1, "MaxCount": need,
+            "SubnetId": subnet, "ClientToken": token[:64],
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
+                                "HttpPutResponseHopLimit": 2},
+            "IamInstanceProfile": {"Name": req.instance_profile},
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+                                  {"ResourceType": "volume", "Tags": tags[:2]}],
+            "DryRun": dry_run}
+        if req.security_groups:
+            params["SecurityGroupIds"] = list(req.security_groups)
+        if req.key_name:
+            params["KeyName"] = req.key_name
+        return params
 
     def _name(self, instances: Sequence[Instance], role: Role) -> None:
         for inst in instances:

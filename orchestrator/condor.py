@@ -15,11 +15,7 @@ The autoscaler calls `source.slots()` (startd ads, with `ec2_instance_id`) and
 
 from __future__ import annotations
 
-import base64
-import gzip
 import os
-import shlex
-import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -29,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import Config
 from orchestrator.errors import HtcpoolError
-from orchestrator.ssm import run_command
 
 if TYPE_CHECKING:
     from orchestrator.cloud import Cloud
@@ -40,7 +35,6 @@ SLOT_ATTRS = ("Name", "Machine", "State", "Activity", "LoadAvg", "Memory", "Cpus
 JOB_ATTRS = ("ClusterId", "ProcId", "Owner", "JobStatus", "JobBatchName", "RequestCpus",
              "RequestMemory", "RequestGpus", "RequestDisk", "QDate", "EnteredCurrentStatus",
              "RemoteHost", "HoldReason")
-GZ_MARKER = "HTCPOOL-GZ64"
 
 
 class Transport(StrEnum):
@@ -253,110 +247,6 @@ class LocalSource(PoolSource):
         return [_plain(ad, JOB_ATTRS) for ad in ads]
 
 
-def _remote_script(argv: list[str]) -> str:
-    """Shell for SSM: run the command to a file, then print it gzipped+base64 after a marker
-    (SSM keeps only 24,000 characters of output)."""
-    cmd = " ".join(shlex.quote(a) for a in argv)
-    return (f'f=$(mktemp) || exit 1; {cmd} >"$f"; rc=$?; '
-            f'if [ $rc -eq 0 ]; then echo {GZ_MARKER}; gzip -c "$f" | base64 -w0; fi; '
-            'rm -f "$f"; exit $rc')
-
-
-def decode_remote_output(text: str, where: str) -> str:
-    if not text.strip():
-        raise CondorError(f"{where}: the command returned no output")
-    head, _, body = text.partition("\n")
-    if head.strip() != GZ_MARKER:
-        return text
-    try:
-        return gzip.decompress(base64.b64decode(body.strip(), validate=True)).decode()
-    except (ValueError, OSError, EOFError) as err:
-        raise CondorError(f"{where}: output truncated or corrupt ({len(text)} characters; "
-                          "SSM keeps 24,000): use --transport ssh") from err
-
-
-class SsmSource(PoolSource):
-    transport = Transport.SSM
-
-    def __init__(self, cloud: Cloud, instance_id: str, timeout_s: float,
-                 sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
-        self.cloud = cloud
-        self.instance_id = instance_id
-        self.timeout_s = timeout_s
-        self._sleep = sleep
-        self._clock = clock
-
-    @property
-    def where(self) -> str:
-        return f"SSM on {self.instance_id}"
-
-    def _run(self, argv: list[str]) -> str:
-        kw: dict[str, Any] = {}
-        if self._sleep is not None:
-            kw["sleep"] = self._sleep
-        if self._clock is not None:
-            kw["clock"] = self._clock
-        out = run_command(self.cloud.client("ssm"), self.instance_id, [_remote_script(argv)],
-                          self.timeout_s, comment=f"htcpool {argv[0]}", **kw)
-        return decode_remote_output(out, f"{argv[0]} via {self.where}")
-
-    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
-
-    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_q_argv(constraint)), JOB_ATTRS)
-
-
-class SshSource(PoolSource):
-    transport = Transport.SSH
-
-    def __init__(self, host: str, user: str = "", key_file: str = "",
-                 options: Iterable[str] = (), timeout_s: float = 60.0) -> None:
-        self.host = host
-        self.user = user
-        self.key_file = key_file
-        self.options = list(options)
-        self.timeout_s = timeout_s
-
-    @property
-    def where(self) -> str:
-        return f"ssh {self.user + '@' if self.user else ''}{self.host}"
-
-    def ssh_argv(self, remote: list[str]) -> list[str]:
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-        for opt in self.options:
-            argv += ["-o", opt]
-        if self.user:
-            argv += ["-l", self.user]
-        if self.key_file:
-            argv += ["-i", os.path.expanduser(self.key_file)]
-        return [*argv, self.host, "--", " ".join(shlex.quote(a) for a in remote)]
-
-    def _run(self, remote: list[str]) -> str:
-        try:
-            done = subprocess.run(self.ssh_argv(remote), capture_output=True, text=True,
-                                  timeout=self.timeout_s, check=False)
-        except FileNotFoundError as err:
-            raise CondorError("ssh is not installed (use --transport ssm)") from err
-        except subprocess.TimeoutExpired as err:
-            raise CondorError(f"{remote[0]} via {self.where} did not finish within "
-                              f"{self.timeout_s:.0f} s") from err
-        if done.returncode != 0:
-            lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
-            reason = lines[-1] if lines else "no message"
-            what = "ssh failed" if done.returncode == 255 else \
-                f"{remote[0]} failed (exit {done.returncode})"
-            raise CondorError(f"{what} via {self.where}: {reason}")
-        return done.stdout
-
-    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
-
-    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_q_argv(constraint)), JOB_ATTRS)
-
-
 def local_condor_config() -> Path | None:
     env = os.environ.get("CONDOR_CONFIG")
     if env:
@@ -398,6 +288,8 @@ def choose_transport(requested: str, on_central_manager: bool, ssh_host: str) ->
 def open_source(config: Config, cloud_factory: Callable[[], Cloud],
                 transport: str | None = None) -> PoolSource:
     """The PoolSource for this configuration (the central manager is found by tag)."""
+    from orchestrator.condor_remote import SshSource, SsmSource
+
     cc = config.condor
     requested = transport or cc.transport
     on_cm = requested == "auto" and runs_central_manager()

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-import typer
 
 from orchestrator.config import Config, load_config
 
@@ -17,17 +16,15 @@ if TYPE_CHECKING:
 
     from orchestrator.cloud import Cloud
 
-# typer vendors its own click: its Context is not click's, but both walk to the root.
-AnyContext = click.Context | typer.Context
 _CLOUDS: dict[str, Cloud] = {}  # one boto3 session per run (the menu reuses it)
 
 
-def _root_params(ctx: AnyContext | None) -> dict[str, Any]:
+def _root_params(ctx: click.Context | None) -> dict[str, Any]:
     root: Any = ctx.find_root() if ctx is not None else click.get_current_context().find_root()
     return dict(root.params or {})
 
 
-def settings(ctx: AnyContext | None = None, **extra: Any) -> Config:
+def settings(ctx: click.Context | None = None, **extra: Any) -> Config:
     """The effective Config for this invocation (root flags > environment > file)."""
     params = _root_params(ctx)
     overrides = {"region": params.get("region"), "profile": params.get("profile"),
@@ -36,7 +33,7 @@ def settings(ctx: AnyContext | None = None, **extra: Any) -> Config:
     return load_config(params.get("config_path"), overrides)
 
 
-def cloud(ctx: AnyContext | None = None, config: Config | None = None) -> Cloud:
+def cloud(ctx: click.Context | None = None, config: Config | None = None) -> Cloud:
     from orchestrator.cloud import Cloud
 
     config = config or settings(ctx)
@@ -92,7 +89,8 @@ def progress_printer(verb: str) -> Callable[[int, int, str], None]:
     return report
 
 
-def complete_instance_ids(ctx: AnyContext, incomplete: str) -> list[str]:
+def complete_instance_ids(ctx: click.Context, param: click.Parameter,
+                          incomplete: str) -> list[str]:
     """Shell completion: the pool's instance ids (nothing if AWS is unreachable)."""
     try:
         found = cloud(ctx).pool_instances()

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+import click
 
 from orchestrator.cli.common import cloud, print_json, print_table
-from orchestrator.cli.provision import DryRun, Extra, Json, Limit, run_named_playbook
+from orchestrator.cli.provision import playbook_options, run_named_playbook
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="The pool's worker images (newest first); bake a new one.")
+
+@click.group(no_args_is_help=True)
+def app() -> None:
+    """The pool's worker images (newest first); bake a new one."""
 
 
 @app.command("list")
-def list_(ctx: typer.Context,
-          json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+@click.option("--json", "json_out", is_flag=True, help="JSON output.")
+@click.pass_context
+def list_(ctx: click.Context, json_out: bool) -> None:
     """The pool's worker images, newest first, with their version tags."""
     c = cloud(ctx)
     images = c.worker_images()
@@ -29,8 +30,10 @@ def list_(ctx: typer.Context,
 
 
 @app.command()
-def bake(ctx: typer.Context, extra: Extra = None, limit: Limit = None,
-         dry_run: DryRun = False, json_out: Json = False) -> None:
+@playbook_options
+@click.pass_context
+def bake(ctx: click.Context, extra: tuple[str, ...], limit: str | None, dry_run: bool,
+         json_out: bool) -> None:
     """Run playbooks/bake_worker_image.yml: a new versioned worker AMI, old ones rotated."""
     from orchestrator.provision import BAKE_WORKER_IMAGE
 

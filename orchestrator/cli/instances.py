@@ -1,11 +1,15 @@
-"""`htcpool instances list|start|stop|reboot|terminate|create`."""
+"""`htcpool instances list|start|stop|reboot|terminate|create`.
+
+Plain click (not typer): typer 0.29 vendors its own click, whose exceptions the root
+`main()` would not recognise as usage errors.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Any
 
 import click
-import typer
 
 from orchestrator.cli.common import (
     cloud,
@@ -17,56 +21,64 @@ from orchestrator.cli.common import (
 )
 from orchestrator.errors import RefusedError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="List, create, start, stop, reboot and terminate the pool's instances.")
-
-Ids = Annotated[list[str], typer.Argument(help="Instance ids (i-...).", show_default=False,
-                                          autocompletion=complete_instance_ids)]
-Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the state is reached.")]
-Force = Annotated[bool, typer.Option("--force", help="Act on instances outside the pool too.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Check and say what would happen.")]
-Json = Annotated[bool, typer.Option("--json", help="JSON output.")]
-
 COLUMNS = ("ID", "Name", "AMI", "Type", "State", "Monitoring", "Private IP", "Role")
 VERBS = {"start": "running", "stop": "stopped", "reboot": "running (status ok)",
          "terminate": "terminated"}
+STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+
+json_option = click.option("--json", "json_out", is_flag=True, help="JSON output.")
+
+
+def _lifecycle_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed([
+        click.argument("ids", nargs=-1, required=True, shell_complete=complete_instance_ids),
+        click.option("--wait/--no-wait", default=True, show_default=True,
+                     help="Wait until the state is reached."),
+        click.option("--force", is_flag=True, help="Act on instances outside the pool too "
+                     "(and on the central manager)."),
+        click.option("--dry-run", is_flag=True,
+                     help="Check permissions and state; change nothing."),
+        json_option,
+    ]):
+        f = deco(f)
+    return f
+
+
+@click.group(no_args_is_help=True)
+def app() -> None:
+    """List, create, start, stop, reboot and terminate the pool's instances."""
 
 
 @app.command("list")
-def list_(ctx: typer.Context,
-          state: Annotated[list[str] | None, typer.Option(
-              "--state", "-s", help="Only these states (repeatable).")] = None,
-          role: Annotated[list[str] | None, typer.Option(
-              "--role", help="Only these pool roles (repeatable).")] = None,
-          all_pools: Annotated[bool, typer.Option(
-              "--all", help="Every instance in the region, whatever its pool tag.")] = False,
-          json_out: Json = False) -> None:
+@click.option("--state", "-s", "states", multiple=True, type=click.Choice(STATES),
+              help="Only these states (repeatable).")
+@click.option("--role", "roles", multiple=True, help="Only these pool roles (repeatable).")
+@click.option("--all", "all_pools", is_flag=True,
+              help="Every instance in the region, whatever its pool tag.")
+@json_option
+@click.pass_context
+def list_(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], all_pools: bool,
+          json_out: bool) -> None:
     """The pool's instances: id, name, AMI, type, state, monitoring, private IP, role."""
-    from orchestrator.cloud import State
-
-    valid = {s.value for s in State}
-    for s in state or []:
-        if s not in valid:
-            raise click.BadParameter(f"'{s}' is not one of {', '.join(sorted(valid))}",
-                                     param_hint="--state")
     c = cloud(ctx)
-    found = c.pool_instances(states=state, roles=role, all_pools=all_pools)
+    found = c.pool_instances(states=states, roles=roles, all_pools=all_pools)
     if json_out:
         print_json([i.to_json() for i in found])
         return
-    title = f"Instances in pool {c.pool} ({c.region})" if not all_pools \
-        else f"All instances ({c.region})"
+    title = f"All instances ({c.region})" if all_pools \
+        else f"Instances in pool {c.pool} ({c.region})"
     print_table(title, (*COLUMNS, *(["Pool"] if all_pools else [])),
                 ([i.id, i.name, i.image_id, i.instance_type, i.state.value, i.monitoring,
                   i.private_ip, i.role, *([i.pool] if all_pools else [])] for i in found),
                 caption=f"{len(found)} instance(s)")
 
 
-def _act(ctx: typer.Context, action: str, ids: list[str], wait: bool, force: bool,
+def _act(ctx: click.Context, action: str, ids: tuple[str, ...], wait: bool, force: bool,
          dry_run: bool, json_out: bool) -> None:
     c = cloud(ctx)
-    todo = c.act(action, ids, force=force, dry_run=dry_run)
-    skipped = [i for i in ids if i not in {t.id for t in todo}]
+    todo = c.act(action, list(ids), force=force, dry_run=dry_run)
+    requested = {t.id for t in todo}
+    skipped = [i for i in dict.fromkeys(ids) if i not in requested]
     for iid in skipped:
         say(f"{iid}: already {VERBS[action].split()[0]}, nothing to do")
     if dry_run:
@@ -77,39 +89,45 @@ def _act(ctx: typer.Context, action: str, ids: list[str], wait: bool, force: boo
         if wait:
             c.wait(action, [t.id for t in todo], progress_printer(VERBS[action]))
     if json_out:
+        shown = c.describe(list(ids)) if not dry_run else todo
         print_json({"action": action, "dry_run": dry_run, "requested": [t.id for t in todo],
                     "skipped": skipped, "waited": bool(wait and todo and not dry_run),
-                    "instances": [i.to_json() for i in c.describe(ids)] if not dry_run
-                    else [t.to_json() for t in todo]})
+                    "instances": [i.to_json() for i in shown]})
 
 
 @app.command()
-def start(ctx: typer.Context, ids: Ids, wait: Wait = True, force: Force = False,
-          dry_run: DryRun = False, json_out: Json = False) -> None:
+@_lifecycle_options
+@click.pass_context
+def start(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
+          json_out: bool) -> None:
     """Start stopped instances (waits until running unless --no-wait)."""
     _act(ctx, "start", ids, wait, force, dry_run, json_out)
 
 
 @app.command()
-def stop(ctx: typer.Context, ids: Ids, wait: Wait = True, force: Force = False,
-         dry_run: DryRun = False, json_out: Json = False) -> None:
-    """Stop running instances (jobs on them are lost; waits until stopped)."""
+@_lifecycle_options
+@click.pass_context
+def stop(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
+         json_out: bool) -> None:
+    """Stop running instances (their jobs are lost; waits until stopped)."""
     _act(ctx, "stop", ids, wait, force, dry_run, json_out)
 
 
 @app.command()
-def reboot(ctx: typer.Context, ids: Ids, wait: Wait = True, force: Force = False,
-           dry_run: DryRun = False, json_out: Json = False) -> None:
+@_lifecycle_options
+@click.pass_context
+def reboot(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
+           json_out: bool) -> None:
     """Reboot running instances (waits until their status checks pass)."""
     _act(ctx, "reboot", ids, wait, force, dry_run, json_out)
 
 
 @app.command()
-def terminate(ctx: typer.Context, ids: Ids, wait: Wait = True, force: Force = False,
-              dry_run: DryRun = False, json_out: Json = False,
-              yes: Annotated[bool, typer.Option("--yes", "-y",
-                                                help="Do not ask for confirmation.")] = False,
-              ) -> None:
+@_lifecycle_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def terminate(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
+              json_out: bool, yes: bool) -> None:
     """Terminate instances (irreversible; asks first unless --yes)."""
     if not yes and not dry_run and not click.confirm(
             f"Terminate {' '.join(ids)}? This cannot be undone", default=False, err=True):
@@ -118,20 +136,24 @@ def terminate(ctx: typer.Context, ids: Ids, wait: Wait = True, force: Force = Fa
 
 
 @app.command()
-def create(ctx: typer.Context,
-           count: Annotated[int, typer.Option("--count", "-n", min=1, max=500,
-                                              help="How many instances.")] = 1,
-           ami: Annotated[str | None, typer.Option(
-               "--ami", help="Image id (default: the pool's newest worker image).")] = None,
-           itype: Annotated[list[str] | None, typer.Option(
-               "--type", "-t", help="Instance type; repeat for fallbacks in order.")] = None,
-           subnet: Annotated[list[str] | None, typer.Option(
-               "--subnet", help="Subnet id (repeatable; default: the pool's).")] = None,
-           client_token: Annotated[str | None, typer.Option(
-               "--client-token", help="Idempotency token: the same token never launches "
-                                      "twice (default: a new one, printed).")] = None,
-           wait: Wait = True, dry_run: DryRun = False, json_out: Json = False) -> None:
-    """Launch workers in the pool's subnets and security group, IMDSv2 required, tagged."""
+@click.option("--count", "-n", type=click.IntRange(1, 500), default=1, show_default=True,
+              help="How many instances.")
+@click.option("--ami", help="Image id (default: the pool's newest worker image).")
+@click.option("--type", "-t", "itypes", multiple=True,
+              help="Instance type; repeat for fallbacks, tried in order.")
+@click.option("--subnet", "subnets", multiple=True,
+              help="Subnet id (repeatable; default: the pool's subnets).")
+@click.option("--client-token", help="Idempotency token: a request repeated with the same "
+              "token launches nothing twice (default: a new one, printed).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until the instances are running.")
+@click.option("--dry-run", is_flag=True, help="Check permissions; launch nothing.")
+@json_option
+@click.pass_context
+def create(ctx: click.Context, count: int, ami: str | None, itypes: tuple[str, ...],
+           subnets: tuple[str, ...], client_token: str | None, wait: bool, dry_run: bool,
+           json_out: bool) -> None:
+    """Launch workers: the pool's subnets, security group and profile, IMDSv2, pool tags."""
     import uuid
 
     from orchestrator.cloud import LaunchRequest
@@ -141,8 +163,9 @@ def create(ctx: typer.Context,
     token = client_token or uuid.uuid4().hex
     req = LaunchRequest(
         count=count, image_id=image.id,
-        instance_types=itype or [c.config.worker.instance_type],
-        subnets=subnet or c.worker_subnets(), security_groups=c.worker_security_groups(),
+        instance_types=list(itypes) or [c.config.worker.instance_type],
+        subnets=list(subnets) or c.worker_subnets(),
+        security_groups=c.worker_security_groups(),
         instance_profile=c.config.worker_instance_profile, client_token=token,
         key_name=c.config.worker.key_name)
     described = (f"{count} x {'/'.join(req.instance_types)} from {image.id}"
@@ -153,7 +176,8 @@ def create(ctx: typer.Context,
         say(f"dry run: would launch {described}")
         if json_out:
             print_json({"dry_run": True, "count": count, "image_id": image.id,
-                        "instance_types": list(req.instance_types), "subnets": list(req.subnets),
+                        "instance_types": list(req.instance_types),
+                        "subnets": list(req.subnets),
                         "security_groups": list(req.security_groups),
                         "instance_profile": req.instance_profile, "client_token": token})
         return

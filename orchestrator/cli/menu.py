@@ -9,9 +9,7 @@ from __future__ import annotations
 import traceback
 
 import click
-import typer
 
-from orchestrator.cli.common import AnyContext
 from orchestrator.errors import HtcpoolError, describe_exception
 
 ENTRIES: dict[str, str] = {
@@ -31,7 +29,7 @@ def render_menu(pool: str) -> str:
     return "\n".join(lines)
 
 
-def _root_args(ctx: AnyContext) -> list[str]:
+def _root_args(ctx: click.Context) -> list[str]:
     params = ctx.find_root().params
     args: list[str] = ["--debug"] if params.get("debug") else []
     for flag, key in (("--config", "config_path"), ("--region", "region"),
@@ -42,7 +40,7 @@ def _root_args(ctx: AnyContext) -> list[str]:
     return args
 
 
-def run_command(ctx: AnyContext, args: list[str]) -> bool:
+def run_command(ctx: click.Context, args: list[str]) -> bool:
     """Run one htcpool command in-process; report errors in one line and carry on."""
     from orchestrator.cli import cli
 
@@ -71,7 +69,7 @@ def _ids(prompt: str) -> list[str]:
     return click.prompt(prompt, default="", show_default=False).split()
 
 
-def handle(ctx: AnyContext, choice: str) -> None:
+def handle(ctx: click.Context, choice: str) -> None:
     if choice == "1":
         run_command(ctx, ["instances", "list"])
     elif choice == "2":
@@ -104,7 +102,9 @@ def handle(ctx: AnyContext, choice: str) -> None:
         click.echo(f"unknown choice '{choice}'")
 
 
-def menu(ctx: typer.Context) -> None:
+@click.command()
+@click.pass_context
+def menu(ctx: click.Context) -> None:
     """The interactive numbered control panel (1 list instances ... 99 exit)."""
     from orchestrator.cli.common import settings
 

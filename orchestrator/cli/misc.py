@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
+import click
 
 from orchestrator.cli.common import cloud, print_json, print_table
 
 
-def zones(ctx: typer.Context,
-          json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+@click.command()
+@click.option("--json", "json_out", is_flag=True, help="JSON output.")
+@click.pass_context
+def zones(ctx: click.Context, json_out: bool) -> None:
     """Availability zones of the region."""
     c = cloud(ctx)
     found = c.zones()
@@ -21,9 +21,10 @@ def zones(ctx: typer.Context,
                 ([z["name"], z["id"], z["state"]] for z in found))
 
 
-def regions(ctx: typer.Context,
-            json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
-            ) -> None:
+@click.command()
+@click.option("--json", "json_out", is_flag=True, help="JSON output.")
+@click.pass_context
+def regions(ctx: click.Context, json_out: bool) -> None:
     """Regions available to the account."""
     c = cloud(ctx)
     found = c.regions()

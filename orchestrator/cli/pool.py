@@ -2,37 +2,46 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
-import typer
 
-from orchestrator.cli.common import AnyContext, cloud, print_json, print_table, settings
+from orchestrator.cli.common import cloud, print_json, print_table, settings
 
 if TYPE_CHECKING:
     from orchestrator.condor import PoolSource
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Pool views (condor_status).")
 
-TransportOpt = Annotated[str | None, typer.Option(
-    "--transport", help="auto (bindings on the central manager, else SSM), local, ssm or ssh.",
-    click_type=click.Choice(["auto", "local", "ssm", "ssh"]))]
-Json = Annotated[bool, typer.Option("--json", help="JSON output.")]
-Constraint = Annotated[str | None, typer.Option(
-    "--constraint", help="A ClassAd constraint, as for condor_status/condor_q.")]
+def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed([
+        click.option("--transport", type=click.Choice(["auto", "local", "ssm", "ssh"]),
+                     help="auto: the bindings on the central manager, else ssh if "
+                          "[condor] ssh_host is set, else SSM."),
+        click.option("--constraint", help="A ClassAd constraint, as for condor_status/condor_q."),
+        click.option("--json", "json_out", is_flag=True, help="JSON output."),
+    ]):
+        f = deco(f)
+    return f
 
 
-def open_view(ctx: AnyContext, transport: str | None) -> PoolSource:
+def open_view(ctx: click.Context, transport: str | None) -> PoolSource:
     from orchestrator.condor import open_source
 
     config = settings(ctx)
     return open_source(config, lambda: cloud(ctx, config), transport)
 
 
+@click.group(no_args_is_help=True)
+def app() -> None:
+    """Pool views (condor_status)."""
+
+
 @app.command()
-def status(ctx: typer.Context, transport: TransportOpt = None, constraint: Constraint = None,
-           json_out: Json = False) -> None:
+@view_options
+@click.pass_context
+def status(ctx: click.Context, transport: str | None, constraint: str | None,
+           json_out: bool) -> None:
     """Slots by machine: state, activity, load, memory; totals by state and activity."""
     from orchestrator.condor_views import summarize_pool
 
@@ -56,8 +65,11 @@ def status(ctx: typer.Context, transport: TransportOpt = None, constraint: Const
                   *(n for _, n in states)]])
 
 
-def queue(ctx: typer.Context, transport: TransportOpt = None, constraint: Constraint = None,
-          json_out: Json = False) -> None:
+@click.command()
+@view_options
+@click.pass_context
+def queue(ctx: click.Context, transport: str | None, constraint: str | None,
+          json_out: bool) -> None:
     """Jobs per owner and per batch: idle, running, held, totals (condor_q -allusers)."""
     from orchestrator.condor_views import summarize_queue
 

@@ -1,0 +1,153 @@
+"""A moto server on 127.0.0.1 (same boto3 code path as production, via endpoint_url) and a
+seeded pool: a VPC, a subnet and a worker security group tagged with the pool, the worker
+instance profile, a central manager, two workers, one instance of another pool, one untagged
+instance, and three versioned worker images."""
+
+from __future__ import annotations
+
+import io
+import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+POOL = "testpool"
+REGION = "us-east-1"
+BASE_AMI = "ami-03cf127a"
+
+
+@dataclass
+class Seeded:
+    endpoint: str
+    ec2: Any
+    ssm: Any
+    cm: str
+    workers: list[str]
+    other_pool: str
+    untagged: str
+    subnet: str
+    sg: str
+    base_ami: str
+    images: dict[str, str] = field(default_factory=dict)  # version -> ami
+
+    def state(self, iid: str) -> str:
+        inst = self.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+        return str(inst["State"]["Name"])
+
+    def raw(self, iid: str) -> dict[str, Any]:
+        res = self.ec2.describe_instances(InstanceIds=[iid])["Reservations"]
+        return dict(res[0]["Instances"][0])
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _tags(pool: str | None, role: str | None, name: str) -> list[dict[str, Any]]:
+    tags = [{"Key": "Name", "Value": name}]
+    if pool:
+        tags.append({"Key": "htcpool:pool", "Value": pool})
+    if role:
+        tags.append({"Key": "htcpool:role", "Value": role})
+    return [{"ResourceType": "instance", "Tags": tags}]
+
+
+@pytest.fixture()
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Seeded:
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset",
+                                                  method="POST")).read()
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "HTCPOOL_CONFIG", "HTCPOOL_POOL",
+                "HTCPOOL_TRANSPORT", "HTCPOOL_DEBUG", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("HTCPOOL_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("HTCPOOL_REGION", REGION)
+    monkeypatch.setenv("HTCPOOL_POOL", POOL)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    from orchestrator.cli import common
+
+    common._CLOUDS.clear()
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name=REGION)
+    ec2 = session.client("ec2", endpoint_url=moto_endpoint)
+    ssm = session.client("ssm", endpoint_url=moto_endpoint)
+    iam = session.client("iam", endpoint_url=moto_endpoint)
+    iam.create_instance_profile(InstanceProfileName=f"{POOL}-worker")
+    base_ami = BASE_AMI  # one of moto's built-in images (listing them all takes seconds)
+    ec2.describe_images(ImageIds=[base_ami])
+    vpc = ec2.create_vpc(CidrBlock="198.18.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="198.18.0.0/24", AvailabilityZone="us-east-1a",
+                               TagSpecifications=[{"ResourceType": "subnet", "Tags": [
+                                   {"Key": "htcpool:pool", "Value": POOL}]}])["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(
+        GroupName=f"{POOL}-worker", Description="workers", VpcId=vpc,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": [
+            {"Key": "htcpool:pool", "Value": POOL},
+            {"Key": "htcpool:role", "Value": "worker"}]}])["GroupId"]
+
+    def run(pool: str | None, role: str | None, name: str, count: int = 1) -> list[str]:
+        reply = ec2.run_instances(ImageId=base_ami, MinCount=count, MaxCount=count,
+                                  InstanceType="t3.micro", SubnetId=subnet,
+                                  TagSpecifications=_tags(pool, role, name))
+        return [i["InstanceId"] for i in reply["Instances"]]
+
+    cm = run(POOL, "central-manager", f"{POOL}-central-manager")[0]
+    workers = run(POOL, "worker", f"{POOL}-worker", 2)
+    other = run("otherpool", "worker", "otherpool-worker")[0]
+    untagged = run(None, None, "someone-elses")[0]
+    images = {}
+    for version in ("20260101-000000", "20260301-000000", "20260201-000000"):
+        ami = ec2.create_image(InstanceId=workers[0], Name=f"{POOL}-worker-{version}",
+                               TagSpecifications=[{"ResourceType": "image", "Tags": [
+                                   {"Key": "htcpool:pool", "Value": POOL},
+                                   {"Key": "htcpool:role", "Value": "worker-image"},
+                                   {"Key": "htcpool:version", "Value": version}]}])["ImageId"]
+        images[version] = ami
+    return Seeded(moto_endpoint, ec2, ssm, cm, workers, other, untagged, subnet, sg, base_ami,
+                  images)
+
+
+@pytest.fixture()
+def cli() -> Any:
+    """Run `htcpool ARGS...` in-process through main(); returns code, stdout, stderr."""
+
+    def invoke(*args: str, stdin: str = "") -> Result:
+        from orchestrator.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        old_stdin = sys.stdin
+        sys.stdin = io.StringIO(stdin)
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        finally:
+            sys.stdin = old_stdin
+        return Result(code, out.getvalue(), err.getvalue())
+
+    return invoke
