@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from helpers_cli import one_line_error
+
 from orchestrator.errors import ExitStatus
 
 POOL = "testpool"
-
-
-def one_line_error(result: Any) -> str:
-    lines = [ln for ln in result.err.splitlines() if ln.startswith("htcpool: error:")]
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err
-    return lines[0]
 
 
 def test_list_table_shows_only_the_pool(aws: Any, cli: Any) -> None:
