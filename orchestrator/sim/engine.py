@@ -1,0 +1,196 @@
+"""The event-driven replay of one trace against one policy setting.
+
+Time jumps from event to event (arrival, job end, boot end) and to the ticks of the
+negotiator and the autoscaler, so a quiet week costs nothing. The autoscaler is asked
+only at ticks where something changed since its last empty plan, or an idle timer came
+due: the policy is a pure function of what it sees and of `now` through its timeouts, so
+skipped ticks would have planned nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.autoscaler.baselines import PARALLELCLUSTER_IDLE_S
+from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
+from orchestrator.autoscaler.model import IdleJobs, Observation, Plan
+from orchestrator.autoscaler.policy import get_policy
+from orchestrator.sim.pool import UP, SimParams, SimPool
+from orchestrator.sim.swf import Trace
+
+INF = math.inf
+
+
+def _ceil(x: float, step: float) -> float:
+    return math.ceil(x / step) * step
+
+
+@dataclass
+class RunResult:
+    """What a run leaves behind (small enough to cross a process boundary)."""
+
+    start: npt.NDArray[np.float64]  # per job; NaN if it never started
+    end_s: float
+    paid_s: float  # instance-seconds billed (60 s minimum per start)
+    paid_core_s: float
+    cost: float
+    launches: int
+    terminations: int
+    plan_calls: int
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  # t, demand, worker cores
+
+
+class Simulation:
+    """One run. `config` None means a static pool of `static` (shape, count) from t=0."""
+
+    def __init__(self, trace: Trace, config: AutoscalerConfig, params: SimParams,
+                 static: tuple[InstanceShape, int] | None = None, samples: int = 2000) -> None:
+        self.trace = trace
+        self.cfg = config
+        self.p = params
+        self.static = static
+        self.policy = get_policy(config.policy)  # fail early on an unknown name
+        self.pool = SimPool(params, config)
+        self.idle_timeout = (PARALLELCLUSTER_IDLE_S if config.policy == "parallelcluster"
+                             else config.idle_timeout_s)
+        span = float(trace.submit[-1]) if len(trace) else 0.0
+        self.sample_step = max(span / max(samples, 1), 1.0)
+        # Set to a list to record every (observation, now, plan) (the contract tests do).
+        self.record: list[tuple[Observation, float, Plan]] | None = None
+
+    def reconcile(self, now: float, idle: tuple[IdleJobs, ...], running: int) -> Plan:
+        """One autoscaler pass against the simulated pool: observe, plan, act."""
+        obs = self.pool.observe(idle, running)
+        plan = self.policy(obs, self.cfg, now)
+        self.pool.apply(plan, now)
+        if self.record is not None:
+            self.record.append((obs, now, plan))
+        return plan
+
+    def run(self) -> RunResult:
+        tr, pool, p = self.trace, self.pool, self.p
+        n = len(tr)
+        submit, runtime = tr.submit.tolist(), tr.run.tolist()
+        cpus, mem = tr.cpus.tolist(), tr.memory_mb.tolist()
+        start = [math.nan] * n
+        queues: dict[tuple[int, int], deque[int]] = {}
+        comps: list[tuple[float, int, int]] = []  # (end, job, worker)
+        timers: list[tuple[float, int, float]] = []  # (expiry, worker, unclaimed since)
+        idle_n = running_n = idle_cores = running_cores = 0
+        samples: list[tuple[float, int, int]] = []
+        next_sample = 0.0
+        plan_calls = 0
+        last_neg = last_as = -INF  # a tick is handled once, even if it dirties itself
+        i = 0
+        t = 0.0
+        match_dirty = False
+        as_dirty = self.static is None
+        neg, iv = p.negotiation_s, self.cfg.interval_s
+        if self.static is not None:
+            shape, count = self.static
+            for _ in range(count):
+                pool.launch(shape, 0.0, boot_s=0.0)
+
+        def negotiate(now: float) -> None:
+            nonlocal idle_n, running_n, idle_cores, running_cores
+            avail = [w for w in pool.alive if pool.state[w] == UP and not pool.draining[w]
+                     and pool.free_cpus[w] > 0]
+            order = sorted((submit[dq[0]], key) for key, dq in queues.items() if dq)
+            fc, fm = pool.free_cpus, pool.free_mem
+            for _, key in order:  # oldest autocluster first, then first fit per worker
+                if not avail:
+                    break
+                c, m = key
+                if c > max(fc[w] for w in avail) or m > max(fm[w] for w in avail):
+                    continue
+                dq = queues[key]
+                for w in avail:
+                    if fc[w] < c or fm[w] < m:
+                        continue
+                    k = min(fc[w] // c, fm[w] // m if m else len(dq), len(dq))
+                    for _ in range(k):
+                        j = dq.popleft()
+                        start[j] = now
+                        heapq.heappush(comps, (now + runtime[j], j, w))
+                    pool.claim_many(w, k, c, m)
+                    idle_n -= k
+                    running_n += k
+                    idle_cores -= k * c
+                    running_cores += k * c
+                    if not dq:
+                        break
+                avail = [w for w in avail if fc[w] > 0]
+
+        while True:
+            t_ev = min(submit[i] if i < n else INF, comps[0][0] if comps else INF,
+                       pool.boots[0][0] if pool.boots else INF)
+            t_neg = _ceil(t, neg) if match_dirty and idle_n else INF
+            if t_neg <= last_neg:
+                t_neg += neg
+            t_as = INF
+            if self.static is None:
+                while timers and (pool.state[timers[0][1]] != UP
+                                  or pool.since[timers[0][1]] != timers[0][2]):
+                    heapq.heappop(timers)  # stale: claimed again or removed
+                if as_dirty:
+                    t_as = _ceil(t, iv)
+                elif timers:
+                    t_as = _ceil(max(timers[0][0], t), iv)
+                if t_as <= last_as:
+                    t_as += iv
+            now = min(t_ev, t_neg, t_as)
+            if now == INF:
+                break
+            while i < n and submit[i] <= now:
+                key = (cpus[i], mem[i])
+                q = queues.get(key)
+                if q is None:
+                    q = queues[key] = deque()
+                q.append(i)
+                idle_n += 1
+                idle_cores += cpus[i]
+                i += 1
+                match_dirty = as_dirty = True
+            while comps and comps[0][0] <= now:
+                _, j, w = heapq.heappop(comps)
+                running_n -= 1
+                running_cores -= cpus[j]
+                if pool.release(w, cpus[j], mem[j], now):
+                    heapq.heappush(timers, (now + self.idle_timeout, w, now))
+                match_dirty = as_dirty = True
+            while pool.boots and pool.boots[0][0] <= now:
+                _, w = heapq.heappop(pool.boots)
+                if pool.join(w, now):
+                    heapq.heappush(timers, (now + self.idle_timeout, w, now))
+                    match_dirty = as_dirty = True
+            t = now
+            if now == t_neg:
+                negotiate(now)
+                match_dirty = False
+                last_neg = now
+            if now == t_as:
+                idle = tuple(IdleJobs(c, m, 0, len(dq), None, submit[dq[0]])
+                             for (c, m), dq in queues.items() if dq)
+                plan = self.reconcile(now, idle, running_n)
+                plan_calls += 1
+                last_as = now
+                as_dirty = not plan.is_empty
+                while timers and timers[0][0] <= now:
+                    heapq.heappop(timers)
+                if plan.launches or plan.starts or plan.replacements:
+                    match_dirty = True
+            if now >= next_sample:
+                samples.append((now, idle_cores + running_cores, pool.active_cores))
+                next_sample = now + self.sample_step
+            if i >= n and idle_n == 0 and running_n == 0:
+                break
+        pool.finish(t)
+        samples.append((t, idle_cores + running_cores, pool.active_cores))
+        return RunResult(np.asarray(start, dtype=np.float64), t, pool.paid_s, pool.paid_core_s,
+                         pool.cost, pool.launches, pool.terminations, plan_calls, samples)

@@ -1,0 +1,99 @@
+"""The policy settings compared side by side, and the per-trace facts they need."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
+from orchestrator.errors import ConfigError
+from orchestrator.sim.pool import SimParams
+from orchestrator.sim.swf import Trace
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    label: str
+    config: AutoscalerConfig
+    static_workers: int = 0  # > 0: a static pool of config.fixed_shape, no autoscaler
+
+
+def schedulable(trace: Trace, shapes: tuple[InstanceShape, ...]) -> Trace:
+    """The trace without jobs larger than every shape (they are reported, not run)."""
+    fits = np.zeros(len(trace), dtype=bool)
+    for s in shapes:
+        fits |= (trace.cpus <= s.cpus) & (trace.memory_mb <= s.memory_mb)
+    return trace.subset(fits, "larger than any instance shape")
+
+
+def fixed_shape_for(trace: Trace, shapes: tuple[InstanceShape, ...]) -> InstanceShape:
+    """The one type a single-type policy needs: the cheapest that fits every job."""
+    c, m = int(trace.cpus.max()), int(trace.memory_mb.max())
+    fits = [s for s in shapes if s.cpus >= c and s.memory_mb >= m and s.gpus == 0]
+    if not fits:
+        fits = [max(shapes, key=lambda s: (s.cpus, s.memory_mb))]
+    return min(fits, key=lambda s: (s.price_per_hour, s.cpus))
+
+
+def demand_percentile(trace: Trace, q: float) -> float:
+    """Time-weighted percentile of the cores the queue asks for if every job started at
+    submit (the demand curve an oracle would follow)."""
+    t = np.concatenate([trace.submit, trace.submit + trace.run])
+    d = np.concatenate([trace.cpus, -trace.cpus])
+    order = np.argsort(t, kind="stable")
+    t, level = t[order], np.cumsum(d[order])
+    dur = np.diff(t, append=t[-1])
+    if dur.sum() <= 0:
+        return float(level.max(initial=0))
+    order = np.argsort(level)
+    cum = np.cumsum(dur[order]) / dur.sum()
+    idx = min(int(np.searchsorted(cum, q / 100.0)), len(cum) - 1)
+    return float(level[order][idx])
+
+
+# name -> (label, overrides of our defaults). Ours first; the rest are for comparison.
+OUR_SETTINGS: dict[str, tuple[str, dict[str, object]]] = {
+    "ours": ("Ours (defaults)", {}),
+    "ours-cost": ("Ours, cost-leaning", {"idle_timeout_s": 30.0}),
+    "ours-wait": ("Ours, wait-leaning", {"idle_timeout_s": 600.0}),
+}
+SCENARIOS = (*OUR_SETTINGS, "old", "parallelcluster", "static-p95")
+
+
+def build_scenarios(trace: Trace, params: SimParams, names: list[str] | None = None,
+                    base: AutoscalerConfig | None = None) -> list[Scenario]:
+    base = base or AutoscalerConfig()
+    base = base.model_copy(update={"max_workers": params.max_workers})
+    fixed = fixed_shape_for(trace, base.shapes)
+    out: list[Scenario] = []
+    for name in names or list(SCENARIOS):
+        if name in OUR_SETTINGS:
+            label, upd = OUR_SETTINGS[name]
+            out.append(Scenario(name, label, base.model_copy(update=upd)))
+        elif name == "old":
+            cfg = base.model_copy(update={"policy": "naive", "interval_s": 30.0,
+                                          "fixed_shape": fixed.name})
+            out.append(Scenario(name, f"Old (+/-1 per 30 s, {fixed.name})", cfg))
+        elif name == "parallelcluster":
+            cfg = base.model_copy(update={"policy": "parallelcluster",
+                                          "fixed_shape": fixed.name})
+            out.append(Scenario(name, f"ParallelCluster-like ({fixed.name}, 10 min idle)", cfg))
+        elif name == "static-p95":
+            cores = demand_percentile(trace, 95.0)
+            n = min(max(math.ceil(cores / fixed.cpus), 1), params.max_workers)
+            cfg = base.model_copy(update={"fixed_shape": fixed.name})
+            out.append(Scenario(name, f"Static p95 ({n} x {fixed.name})", cfg, n))
+        elif name.startswith("ours-idle"):  # frontier sweep: ours-idle<seconds>
+            try:
+                idle = float(name.removeprefix("ours-idle"))
+            except ValueError:
+                raise ConfigError(f"bad scenario {name!r} (want ours-idle<seconds>)") from None
+            out.append(Scenario(name, f"Ours, idle {idle:.0f} s",
+                                base.model_copy(update={"idle_timeout_s": idle})))
+        else:
+            raise ConfigError(f"unknown scenario {name!r} (choose from "
+                              f"{', '.join(SCENARIOS)}, or ours-idle<seconds>)")
+    return out
