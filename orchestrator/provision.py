@@ -70,11 +70,15 @@ def find_inventory(config: Config) -> Path | None:
 
 
 def _message(res: Mapping[str, Any]) -> str:
-    for key in ("msg", "stderr", "reason", "exception"):
-        value = res.get(key)
-        if value:
-            return str(value).strip().splitlines()[-1][:300]
-    return "failed"
+    def last_line(value: Any) -> str:
+        lines = [ln for ln in str(value).strip().splitlines() if ln.strip()]
+        return lines[-1][:300] if lines else ""
+
+    text = next((last_line(res[k]) for k in ("msg", "stderr", "reason", "exception")
+                 if res.get(k)), "failed")
+    module_stderr = next((ln for ln in str(res.get("module_stderr", "")).splitlines()
+                          if ln.strip()), "")
+    return f"{text} ({module_stderr[:200]})" if module_stderr else text
 
 
 def describe_event(event: Mapping[str, Any]) -> tuple[str, Failure | None]:
