@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from orchestrator.sandbox.settings import SandboxSettings
 
 app = typer.Typer(help="Local EC2/SSM sandbox whose instances are real hosts.",
                   no_args_is_help=True, add_completion=False)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> SandboxSettings:
     from orchestrator.sandbox.settings import SandboxSettings
 
     return SandboxSettings()
@@ -64,7 +67,7 @@ def exec_(host: Annotated[str, typer.Argument(help="Instance id, address, hostna
     os.execvp(argv[0], argv)
 
 
-def _print_status(st: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+def _print_status(st: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(st, indent=2))
         return
@@ -75,9 +78,8 @@ def _print_status(st: dict, as_json: bool) -> None:  # type: ignore[type-arg]
     console.print(f"endpoint   {st['endpoint_url']} (from hosts: {st['host_endpoint_url']})")
     console.print(f"region     {st['region']}    base AMI {st['base_ami']}")
     console.print(f"inventory  {st['inventory']}")
-    console.print("use it     eval \"$(htcpool sandbox env)\"" if False else
-                  f"use it     export HTCPOOL_ENDPOINT_URL={st['endpoint_url']} "
-                  f"AWS_DEFAULT_REGION={st['region']} (credentials: `htcpool sandbox status --json`)")
+    console.print(f"use it     export HTCPOOL_ENDPOINT_URL={st['endpoint_url']} "
+                  f"HTCPOOL_REGION={st['region']}; credentials: `htcpool sandbox status --json`")
     table = Table("instance", "address", "hostname", "state", "role")
     for h in st["hosts"]:
         table.add_row(h["instance_id"], h["address"], h["hostname"], h["state"],

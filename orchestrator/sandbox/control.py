@@ -7,6 +7,7 @@ daemon to stop and then sweeps anything left by name, so it also cleans up after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,6 +68,10 @@ def up(settings: SandboxSettings, progress: Progress = print) -> dict[str, Any]:
     if state is not None:
         progress(f"sandbox already up on {state['endpoint_url']}")
         return state
+    other = active_elsewhere(settings)
+    if other is not None:
+        raise SandboxError(f"another sandbox is running from {other} (bridge {BRIDGE} is "
+                           f"taken); stop it with HTCPOOL_SANDBOX_DIR={other} htcpool sandbox down")
     sweep(settings, progress=lambda _m: None)  # leftovers of a crashed sandbox
     try:
         from orchestrator.sandbox.image import ensure_base_image
@@ -97,6 +102,22 @@ def up(settings: SandboxSettings, progress: Progress = print) -> dict[str, Any]:
         raise
 
 
+def active_elsewhere(settings: SandboxSettings) -> str | None:
+    """The state directory of a live sandbox server other than ours (names are global)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "orchestrator.sandbox.server" in args and "--state-dir" in args:
+            other = args[args.index("--state-dir") + 1]
+            if Path(other).resolve() != settings.state_dir.resolve():
+                return other
+    return None
+
+
 def _log_tail(settings: SandboxSettings) -> str:
     try:
         lines = settings.log_file.read_text(errors="replace").strip().splitlines()
@@ -109,10 +130,8 @@ def _log_tail(settings: SandboxSettings) -> str:
 def down(settings: SandboxSettings, progress: Progress = print) -> None:
     _require_root()
     pid = None
-    try:
+    with contextlib.suppress(OSError, ValueError):
         pid = int(settings.pid_file.read_text())
-    except (OSError, ValueError):
-        pass
     if pid is not None and _alive(pid) and _is_our_server(pid, settings):
         progress("stopping the sandbox server and its hosts")
         os.kill(pid, signal.SIGTERM)
@@ -163,10 +182,8 @@ def leftovers(settings: SandboxSettings) -> dict[str, list[str]]:
 def sweep(settings: SandboxSettings, progress: Progress = print) -> None:
     found = leftovers(settings)
     for pid in found["processes"]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(_alive(int(p)) for p in found["processes"]):
         time.sleep(0.1)
@@ -200,8 +217,9 @@ def api(settings: SandboxSettings, path: str, method: str = "GET",
 
 def status(settings: SandboxSettings) -> dict[str, Any]:
     state = require_state(settings)
-    out = {k: state[k] for k in ("endpoint_url", "host_endpoint_url", "region", "credentials",
-                                 "base_ami", "apt_repo", "ssh", "inventory", "state_dir")}
+    keys = ("endpoint_url", "host_endpoint_url", "region", "credentials", "base_ami",
+            "apt_repo", "ssh", "inventory", "state_dir")
+    out: dict[str, Any] = {k: state[k] for k in keys}
     out["hosts"] = [{k: h[k] for k in ("instance_id", "address", "hostname", "state",
                                        "image_id", "tags")}
                     for h in api(settings, "hosts")]
@@ -210,7 +228,8 @@ def status(settings: SandboxSettings) -> dict[str, Any]:
 
 def find_host(settings: SandboxSettings, name: str) -> dict[str, Any]:
     """A host by instance id, address, hostname or Name tag."""
-    hosts = [h for h in api(settings, "hosts") if h["state"] != "terminated"]
+    hosts: list[dict[str, Any]] = [h for h in api(settings, "hosts")
+                                   if h["state"] != "terminated"]
     for h in hosts:
         short = h["hostname"].split(".")[0]
         if name in (h["instance_id"], h["address"], h["hostname"], short,
@@ -231,8 +250,9 @@ def host_command(settings: SandboxSettings, name: str, argv: list[str]) -> list[
         raise SandboxError(f"host {host['instance_id']} has no init process")
     env = ["env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME=/root", "LANG=C.UTF-8", "TERM=" + os.environ.get("TERM", "dumb")]
-    return ["nsenter", "-t", children[0], "-a", "-r", "-w", *env, "/bin/sh", "-c",
-            'cd /root 2>/dev/null; exec "$@"', "sh", *argv]
+    login = 'set -a; . /etc/environment 2>/dev/null; set +a; cd /root 2>/dev/null; exec "$@"'
+    return ["nsenter", "-t", children[0], "-a", "-r", "-w", *env, "/bin/sh", "-c", login,
+            "sh", *argv]
 
 
 def exec_in(settings: SandboxSettings, name: str, argv: list[str], **kwargs: Any

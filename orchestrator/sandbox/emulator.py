@@ -10,7 +10,9 @@ stopping, shutting-down), so boto3 waiters do real waiting.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import json
 import logging
 import queue
@@ -96,8 +98,9 @@ class Emulator:
 
     def host_env(self) -> dict[str, str]:
         url = self.settings.host_endpoint_url
-        return {"AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_SERVICE_ENDPOINT": url + "/",
-                "AWS_DEFAULT_REGION": self.settings.region}
+        # Only what differs from EC2: where the APIs and IMDS are. Like on EC2, code on a
+        # host learns its region from instance metadata, not from the environment.
+        return {"AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_SERVICE_ENDPOINT": url + "/"}
 
     def hosts_file(self) -> str:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -111,10 +114,8 @@ class Emulator:
     def refresh_hosts_files(self) -> None:
         text = self.hosts_file()
         for worker in list(self.workers.values()):
-            try:
+            with contextlib.suppress(OSError):
                 worker.host.write_hosts(text)
-            except OSError:
-                pass
 
     def host(self, instance_id: str) -> Host:
         from orchestrator.errors import NotFoundError
@@ -149,15 +150,16 @@ class Emulator:
             for inst in instances:
                 _set_state(inst, "pending")
                 disk = self.settings.instances_dir / inst.id
-                host = Host(instance_id=inst.id, address=inst.private_ip, fqdn=inst.private_dns_name,
-                            disk=disk, layers=list(self.layers[inst.image_id]),
-                            env=self.host_env(), authorized_key=self.authorized_key)
+                host = Host(instance_id=inst.id, address=inst.private_ip,
+                            fqdn=inst.private_dns_name, disk=disk,
+                            layers=list(self.layers[inst.image_id]), env=self.host_env(),
+                            authorized_key=self.authorized_key)
                 disk.mkdir(parents=True, exist_ok=True)
                 (disk / "layers.json").write_text(json.dumps([str(p) for p in host.layers]))
                 self.workers[inst.id] = HostWorker(host)
             self.refresh_hosts_files()
         for inst in instances:
-            self.workers[inst.id].submit(lambda inst=inst: self._boot(inst))
+            self.workers[inst.id].submit(functools.partial(self._boot, inst))
 
     def _boot(self, inst: Any) -> None:
         if inst.state not in ("pending",):

@@ -165,7 +165,8 @@ class Host:
             log = open(self.disk / "console.log", "ab")  # noqa: SIM115 (owned by the child)
             self.proc = subprocess.Popen(
                 ["systemd-nspawn", "--boot", "--quiet", "--register=no", "--keep-unit",
-                 "--console=read-only", f"--directory={self.root}",
+                 "--console=read-only", "--resolv-conf=off", "--link-journal=no",
+                 f"--directory={self.root}",
                  f"--machine={self.instance_id}", f"--hostname={self.fqdn}",
                  f"--network-namespace-path=/run/netns/{self.netns}"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)

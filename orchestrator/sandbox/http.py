@@ -129,11 +129,11 @@ class Front:
             ttl = int(environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN_TTL_SECONDS") or 0)
             if not 1 <= ttl <= 21600:
                 return _respond(start, "400 Bad Request", "")
-            token = secrets.token_urlsafe(32)
-            self.tokens[token] = (inst.id, time.time() + ttl)
-            return _respond(start, "200 OK", token)
-        token = environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN")
-        valid = token in self.tokens and self.tokens[token][0] == inst.id \
+            new = secrets.token_urlsafe(32)
+            self.tokens[new] = (inst.id, time.time() + ttl)
+            return _respond(start, "200 OK", new)
+        token: str | None = environ.get("HTTP_X_AWS_EC2_METADATA_TOKEN")
+        valid = token is not None and token in self.tokens and self.tokens[token][0] == inst.id \
             and self.tokens[token][1] > time.time()
         options = inst.metadata_options
         if options.http_endpoint == "disabled":
@@ -186,7 +186,8 @@ class Front:
                 return None
             expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
             return json.dumps({
-                "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIA" + inst.id[2:18].upper(),
+                "Code": "Success", "Type": "AWS-HMAC",
+                "AccessKeyId": "ASIA" + inst.id[2:18].upper(),
                 "SecretAccessKey": secrets.token_hex(20), "Token": secrets.token_hex(32),
                 "Expiration": expiry,
                 "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

@@ -22,7 +22,7 @@ def _incorrect_state(instance: Any, action: str) -> Exception:
         f"The instance '{instance.id}' is not in a state from which it can be {action}.")
 
 
-def install(emu: Emulator) -> None:  # noqa: C901 (one wrapper per API call)
+def install(emu: Emulator) -> None:
     global _installed
     if _installed:
         raise RuntimeError("sandbox patches are installed once per process")
@@ -170,7 +170,8 @@ def install(emu: Emulator) -> None:  # noqa: C901 (one wrapper per API call)
         command = Command(
             account_id=self.account_id, comment=kwargs.get("comment", ""),
             document_name="AWS-RunShellScript", timeout_seconds=kwargs.get("timeout_seconds"),
-            instance_ids=ids, parameters=params, targets=[], backend_region=self.region_name,
+            instance_ids=list(ids), parameters=params, targets=[],
+            backend_region=self.region_name,
             max_concurrency=kwargs.get("max_concurrency", ""),
             max_errors=kwargs.get("max_errors", ""),
             notification_config=kwargs.get("notification_config"),
@@ -178,12 +179,16 @@ def install(emu: Emulator) -> None:  # noqa: C901 (one wrapper per API call)
             output_s3_key_prefix=kwargs.get("output_s3_key_prefix", ""),
             output_s3_region=kwargs.get("output_s3_region", ""),
             service_role_arn=kwargs.get("service_role_arn", ""))
+        # moto's Command adds every instance of the region when Targets is empty.
+        command.instance_ids = ids
+        command.invocations = [command.invocation_response(i, "aws:runShellScript") for i in ids]
+        command.target_count = len(ids)
         command.targets = targets
         self._commands.append(command)
         emu.run_command(command, script, timeout_s)
         return command
 
-    SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign]
+    SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign,assignment]
 
     from moto.core.responses import ActionResult
     from moto.ssm.responses import SimpleSystemManagerResponse

@@ -47,13 +47,13 @@ def serve(settings: SandboxSettings) -> int:
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
     log = logging.getLogger("htcpool.sandbox")
-    from werkzeug.serving import make_server
-
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
         create_backend_app,
     )
+    from werkzeug.serving import make_server
+
     from orchestrator.sandbox import inventory, patches
     from orchestrator.sandbox.emulator import Emulator
     from orchestrator.sandbox.hosts import ensure_bridge, ip

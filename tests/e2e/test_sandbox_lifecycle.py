@@ -1,0 +1,104 @@
+"""`htcpool sandbox up/down`: idempotent, interruptible, and clean after a crash.
+
+These run before any test that uses the session sandbox (see tests/conftest.py ordering).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, sandbox_settings, wait_for
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.lifecycle]
+HTCPOOL = str(REPO / ".venv" / "bin" / "htcpool")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["HTCPOOL_SANDBOX_DIR"] = str(sandbox_settings().state_dir)
+    return env
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([HTCPOOL, *args], capture_output=True, text=True, env=_env(),
+                          timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _root_and_clean() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox needs root")
+    from orchestrator.sandbox import control
+
+    control.down(sandbox_settings(), progress=lambda _m: None)
+
+
+def _leftovers() -> dict[str, list[str]]:
+    from orchestrator.sandbox import control
+
+    return control.leftovers(sandbox_settings())
+
+
+def test_up_twice_status_and_down_leave_nothing() -> None:
+    _cli("sandbox", "up")
+    first = json.loads(_cli("sandbox", "status", "--json").stdout)
+    _cli("sandbox", "up")  # a second up reuses the running sandbox
+    second = json.loads(_cli("sandbox", "status", "--json").stdout)
+    assert first["base_ami"] == second["base_ami"]
+    for key in ("endpoint_url", "region", "credentials", "base_ami", "hosts"):
+        assert key in first
+    assert first["credentials"]["aws_access_key_id"]
+    assert first["hosts"] == []
+    _cli("sandbox", "down")
+    assert not any(_leftovers().values()), _leftovers()
+    # status on a stopped sandbox is a one-line error with a non-zero exit
+    proc = _cli("sandbox", "status", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().startswith("htcpool: error: the sandbox is not running")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_during_up_leaves_nothing() -> None:
+    proc = subprocess.Popen([HTCPOOL, "sandbox", "up"], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # Interrupt once the daemon exists (the middle of `up`), or after a moment at the latest.
+    wait_for(lambda: _leftovers()["processes"] or proc.poll() is not None, timeout=60,
+             interval=0.02, what="the sandbox server to start")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "up was interrupted, so it must not report success"
+    assert "Traceback" not in err
+    assert not any(_leftovers().values()), _leftovers()
+
+
+def test_down_cleans_up_after_a_crashed_server() -> None:
+    import boto3
+
+    _cli("sandbox", "up")
+    state = json.loads(_cli("sandbox", "status", "--json").stdout)
+    creds = state["credentials"]
+    ec2 = boto3.client("ec2", endpoint_url=state["endpoint_url"], region_name=state["region"],
+                       aws_access_key_id=creds["aws_access_key_id"],
+                       aws_secret_access_key=creds["aws_secret_access_key"])
+    ids = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=state["base_ami"], MinCount=2, MaxCount=2, InstanceType="t3.micro")["Instances"]]
+    ec2.get_waiter("instance_running").wait(InstanceIds=ids, WaiterConfig={"Delay": 1})
+    pid = int((Path(state["state_dir"]) / "server.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or
+             Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", timeout=10, what="crash")
+    time.sleep(0.2)
+    left = _leftovers()
+    assert left["netns"] and left["mounts"], "the hosts outlive a crashed server"
+    _cli("sandbox", "down")
+    assert not any(_leftovers().values()), _leftovers()
