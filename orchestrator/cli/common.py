@@ -62,14 +62,19 @@ def print_json(data: Any) -> None:
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
                 caption: str | None = None) -> None:
+    """A rich table; never narrower than its content (ids must stay whole to copy them)."""
     from rich.table import Table
 
-    table = Table(title=title, caption=caption, show_lines=False, header_style="bold")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    stdout_console().print(table)
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(col), *(len(r[i]) for r in cells)]) for i, col in enumerate(columns)]
+    table = Table(title=title, caption=caption, header_style="bold")
+    for col, width in zip(columns, widths, strict=True):
+        table.add_column(col, no_wrap=True, min_width=width)
+    for row in cells:
+        table.add_row(*row)
+    console = stdout_console()
+    natural = sum(w + 3 for w in widths) + 1
+    console.print(table, width=max(console.width, natural), crop=False)
 
 
 def say(message: str) -> None:

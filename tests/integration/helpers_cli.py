@@ -10,4 +10,4 @@ def one_line_error(result: Any) -> str:
     lines = [ln for ln in result.err.splitlines() if ln.startswith("htcpool: error:")]
     assert len(lines) == 1, result.err
     assert "Traceback" not in result.err
-    return lines[0]
+    return str(lines[0])

@@ -30,7 +30,9 @@ class FakeTime:
 
 
 def _response(status: int) -> AWSResponse:
-    return AWSResponse("http://moto.invalid/", status, {}, None)
+    from botocore.awsrequest import HTTPHeaders
+
+    return AWSResponse("http://moto.invalid/", status, HTTPHeaders(), None)
 
 
 def script(client: Any, operation: str, answers: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:

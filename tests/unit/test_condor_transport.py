@@ -89,7 +89,7 @@ def test_decode_errors() -> None:
     with pytest.raises(HtcpoolError, match="returned no output"):
         decode_remote_output("  \n", "here")
     body = base64.b64encode(gzip.compress(b"x" * 1000)).decode()
-    with pytest.raises(HtcpoolError, match="truncated or corrupt.*--transport ssh"):
+    with pytest.raises(HtcpoolError, match=r"truncated or corrupt.*--transport ssh"):
         decode_remote_output(f"{GZ_MARKER}\n{body[: len(body) // 2]}", "here")
     assert decode_remote_output("plain text", "here") == "plain text"
 
@@ -118,7 +118,7 @@ def test_ssh_argv() -> None:
     source = SshSource("10.0.0.5", user="admin", key_file="~/k", options=["ProxyJump=bastion"])
     argv = source.ssh_argv(condor_q_argv('Owner == "a b"'))
     assert argv[:5] == ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    assert ["-o", "ProxyJump=bastion"] == argv[5:7] and ["-l", "admin"] == argv[7:9]
+    assert argv[5:7] == ["-o", "ProxyJump=bastion"] and argv[7:9] == ["-l", "admin"]
     assert argv[9] == "-i" and argv[10].endswith("/k") and argv[11:13] == ["10.0.0.5", "--"]
     assert shlex.split(argv[13]) == condor_q_argv('Owner == "a b"')
 
@@ -155,6 +155,6 @@ def test_open_source_finds_the_central_manager_by_tag() -> None:
 def test_job_status_values_match_htcondor() -> None:
     import htcondor2
 
-    assert JobStatus.IDLE == int(htcondor2.JobStatus.IDLE)
-    assert JobStatus.HELD == int(htcondor2.JobStatus.HELD)
-    assert JobStatus.RUNNING == int(htcondor2.JobStatus.RUNNING)
+    assert int(htcondor2.JobStatus.IDLE) == JobStatus.IDLE
+    assert int(htcondor2.JobStatus.HELD) == JobStatus.HELD
+    assert int(htcondor2.JobStatus.RUNNING) == JobStatus.RUNNING

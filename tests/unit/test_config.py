@@ -75,10 +75,10 @@ def test_bad_files_name_the_key_and_value(tmp_path: Path, text: str, expected: s
 
 
 def test_bad_flag_value_is_reported_as_settings() -> None:
-    with pytest.raises(ConfigError, match="'condor.transport' = 'pigeon'"):
+    with pytest.raises(ConfigError, match=r"'condor\.transport' = 'pigeon'"):
         load_config(environ={}, overrides={"transport": "pigeon"})
 
 
 def test_missing_explicit_file() -> None:
-    with pytest.raises(ConfigError, match="config file /nonexistent.toml not found"):
+    with pytest.raises(ConfigError, match=r"config file /nonexistent\.toml not found"):
         load_config("/nonexistent.toml", environ={})
