@@ -44,6 +44,12 @@ def install(emu: Emulator) -> None:
                       security_group_names: list[str], **kwargs: Any) -> Any:
         if self is not emu.ec2:
             return orig_run(self, image_id, count, user_data, security_group_names, **kwargs)
+        token = kwargs.get("client_token")
+        if token and token != "ABCDE":  # moto's stand-in when no token was sent
+            # EC2 semantics: the same ClientToken returns the first call's reservation.
+            for reservation in self.reservations.values():
+                if reservation.instances and reservation.instances[0].client_token == token:
+                    return reservation
         emu.check_image(image_id)
         if not kwargs.get("subnet_id") and not kwargs.get("nics"):
             # EC2 puts such instances in the default subnet of the zone; moto would invent

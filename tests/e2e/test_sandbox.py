@@ -324,3 +324,19 @@ chown alice job.sub
     changed = {k: (before[k], after[k]) for k in before.keys() & after.keys()
                if before[k] != after[k]}
     assert not changed, f"the sandbox changed this machine's sysctls: {changed}"
+
+
+def test_client_token_makes_run_instances_idempotent(sandbox: SandboxHandle,
+                                                     instances: list[str]) -> None:
+    ec2 = sandbox.client("ec2")
+    first = ec2.run_instances(ImageId=sandbox.base_ami, MinCount=2, MaxCount=2,
+                              ClientToken="test-token-1")
+    again = ec2.run_instances(ImageId=sandbox.base_ami, MinCount=2, MaxCount=2,
+                              ClientToken="test-token-1")
+    ids = sorted(i["InstanceId"] for i in first["Instances"])
+    instances += ids
+    assert sorted(i["InstanceId"] for i in again["Instances"]) == ids
+    assert first["ReservationId"] == again["ReservationId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=ids, WaiterConfig={"Delay": 1})
+    live = [h for h in sandbox.hosts() if h["state"] != "terminated"]
+    assert len([h for h in live if h["instance_id"] in ids]) == 2
