@@ -8,6 +8,7 @@ with another role (the central manager) are only counted as "not ours", never to
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -128,10 +129,25 @@ def _copy(groups: list[JobGroup]) -> list[JobGroup]:
 def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     notes: list[str] = []
     pool = classify(obs, cfg, now)
-    groups = aggregate(obs.idle_jobs)
+    groups = aggregate(obs.idle_jobs, now - cfg.launch_delay_s if cfg.launch_delay_s else None)
     idle_total = sum(g.count for g in groups)
-    busy_owners = fit_existing(groups, free_bins(pool))
+    before = [g.count for g in groups]
+    capacity = free_bins(pool)
+    free_cores = sum(b.cpus for b in capacity)
+    busy_owners = fit_existing(groups, capacity)
+    # The oldest jobs are matched first, so those left over are the youngest: launch only
+    # for the ones among them that have waited launch_delay_s.
+    waiting = queue_cores = 0
+    for g, n in zip(groups, before, strict=True):
+        placed = n - g.count
+        young = g.count - max(g.ready - placed, 0)
+        waiting += young
+        g.count -= young
+        queue_cores += g.cpus * (placed + g.count)  # young ones left out of the spare count
     left = [g for g in groups if g.count > 0]
+    if waiting:
+        notes.append(f"{waiting} idle jobs younger than launch_delay_s "
+                     f"{cfg.launch_delay_s:.0f} wait for free capacity")
     booting = booting_shapes(pool, cfg, notes)
 
     headroom = max(cfg.max_workers - pool.active, 0)
@@ -147,12 +163,27 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
                      f"{cfg.max_launch_per_cycle})")
     wanted = [b.owner for b in new_bins[:allowed]]
     jobs_new = sum(b.jobs for b in new_bins[:allowed])
+    # Cores left free once the queue is placed on free, booting and new machines.
+    spare = (free_cores + sum(_cpus(cfg, i.instance_type) for i in booting)
+             + sum(_cpus(cfg, t) for t in wanted) - queue_cores
+             + sum(g.cpus * g.count for g in unsched))
+    target = spare_target(pool, cfg)
+    if spare < target:
+        extra = _spare_shapes(target - spare, cfg,
+                              min(headroom, cfg.max_launch_per_cycle) - len(wanted))
+        if extra:
+            notes.append(f"{spare} spare cores < target {target}: +{', '.join(extra)}")
+        wanted += extra
+        spare += sum(_cpus(cfg, t) for t in extra)
     if pool.active + len(wanted) < cfg.min_workers:
         cheapest = min(cfg.shapes, key=lambda s: (s.price_per_hour, s.cpus))
         gap = min(cfg.min_workers - pool.active - len(wanted),
                   cfg.max_launch_per_cycle - len(wanted))
         wanted += [cheapest.name] * max(gap, 0)
 
+    drains, removals, swaps = _scale_in(pool, cfg, now, busy_owners, len(wanted),
+                                        spare - target if target else None, notes)
+    wanted += swaps[:max(min(headroom, cfg.max_launch_per_cycle) - len(wanted), 0)]
     starts, launches = _starts_and_launches(
         wanted, pool, cfg, f"{idle_total} idle jobs; {jobs_new} need new capacity beyond "
         f"free and booting ({len(pool.booting)} booting)")
@@ -163,7 +194,6 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
                     f"(join_timeout_s {cfg.join_timeout_s:.0f})")
         for i in pool.not_joined)
 
-    drains, removals = _scale_in(pool, cfg, now, busy_owners, len(wanted), notes)
     unschedulable = tuple(
         Unschedulable(g.cpus, g.memory_mb, g.gpus, g.count, tuple(g.clusters),
                       f"no shape offers {g.cpus} cpus, {g.memory_mb} MB, {g.gpus} gpus")
@@ -191,10 +221,42 @@ def _starts_and_launches(wanted: list[str], pool: Pool, cfg: AutoscalerConfig, w
     return tuple(starts), launches
 
 
+def spare_target(pool: Pool, cfg: AutoscalerConfig) -> int:
+    busy = sum(sd.total_cpus - sd.free_cpus for _, sd in pool.joined)
+    return cfg.spare_cores + math.ceil(cfg.spare_fraction * busy)
+
+
+def _cpus(cfg: AutoscalerConfig, instance_type: str) -> int:
+    shape = cfg.shape(instance_type)
+    return 0 if shape is None else shape.cpus
+
+
+def _price(cfg: AutoscalerConfig, instance_type: str) -> float:
+    shape = cfg.shape(instance_type)
+    return 0.0 if shape is None else shape.price_per_hour
+
+
+def _spare_shapes(gap: int, cfg: AutoscalerConfig, room: int) -> list[str]:
+    """Machines for `gap` spare cores: the cheapest one that has them all (one machine
+    takes the largest next job), the largest ones if none does."""
+    out: list[str] = []
+    cpu_shapes = [s for s in cfg.shapes if s.gpus == 0] or list(cfg.shapes)
+    while gap > 0 and len(out) < room:
+        fits = [s for s in cpu_shapes if s.cpus >= gap]
+        shape = (min(fits, key=lambda s: (s.price_per_hour, s.cpus)) if fits
+                 else max(cpu_shapes, key=lambda s: (s.cpus, -s.price_per_hour)))
+        out.append(shape.name)
+        gap -= shape.cpus
+    return out
+
+
 def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], launching: int,
-              notes: list[str]) -> tuple[tuple[Drain, ...], tuple[Removal, ...]]:
+              spare: int | None, notes: list[str]
+              ) -> tuple[tuple[Drain, ...], tuple[Removal, ...], list[str]]:
     """Workers wholly unclaimed for idle_timeout_s and not needed by the queue, longest
-    idle first, never below min_workers."""
+    idle first, never below min_workers, nor below the spare cores (`spare` is how many
+    may go; None when no spare is wanted). Also returns smaller machines to launch for
+    spare where they replace a large idle one."""
     floor = cfg.min_workers - launching
     removable = pool.active - max(floor, 0)
     candidates: list[tuple[float, Instance, Startd]] = []
@@ -212,6 +274,24 @@ def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], lau
         notes.append(f"{len(candidates)} idle workers, removing {max(removable, 0)} "
                      f"(min_workers {cfg.min_workers})")
         candidates = candidates[:max(removable, 0)]
+    swaps: list[str] = []
+    if spare is not None:
+        keep = []
+        for c in candidates:
+            cpus = c[2].total_cpus
+            if cpus <= spare:
+                spare -= cpus
+                keep.append(c)
+                continue
+            # Needed as spare, but a smaller machine would do for much less: swap them.
+            smaller = _spare_shapes(cpus - spare, cfg, 1)
+            if smaller and _price(cfg, smaller[0]) < 0.6 * _price(cfg, c[1].instance_type):
+                swaps += smaller
+                spare += _cpus(cfg, smaller[0]) - cpus
+                keep.append(c)
+        if len(keep) < len(candidates):
+            notes.append(f"{len(candidates) - len(keep)} idle workers kept as spare cores")
+        candidates = keep
     action = RemovalAction.STOP if cfg.warm_pool else RemovalAction.TERMINATE
     drains: list[Drain] = []
     removals: list[Removal] = []
@@ -220,4 +300,4 @@ def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], lau
         if not sd.draining:
             drains.append(Drain(inst.instance_id, why))
         removals.append(Removal(inst.instance_id, action, why))
-    return tuple(drains), tuple(removals)
+    return tuple(drains), tuple(removals), swaps

@@ -28,7 +28,9 @@ DEFAULT_SHAPES: tuple[InstanceShape, ...] = (
     InstanceShape(name="c6i.2xlarge", cpus=8, memory_mb=16384, price_per_hour=0.34),
     InstanceShape(name="c6i.4xlarge", cpus=16, memory_mb=32768, price_per_hour=0.68),
     InstanceShape(name="c6i.8xlarge", cpus=32, memory_mb=65536, price_per_hour=1.36),
+    InstanceShape(name="c6i.12xlarge", cpus=48, memory_mb=98304, price_per_hour=2.04),
     InstanceShape(name="c6i.16xlarge", cpus=64, memory_mb=131072, price_per_hour=2.72),
+    InstanceShape(name="c6i.24xlarge", cpus=96, memory_mb=196608, price_per_hour=4.08),
     InstanceShape(name="c6i.32xlarge", cpus=128, memory_mb=262144, price_per_hour=5.44),
     InstanceShape(name="r6i.large", cpus=2, memory_mb=16384, price_per_hour=0.126),
     InstanceShape(name="r6i.4xlarge", cpus=16, memory_mb=131072, price_per_hour=1.008),
@@ -49,6 +51,13 @@ class AutoscalerConfig(BaseModel):
     join_timeout_s: float = Field(default=600.0, gt=0)
     # One reconcile pass every interval (the negotiator's cycle is 20 s by default too).
     interval_s: float = Field(default=20.0, gt=0)
+    # Launch only for jobs idle at least this long: free capacity often drains a burst of
+    # short jobs before a new machine would have booted. 0 launches at once.
+    launch_delay_s: float = Field(default=0.0, ge=0)
+    # Keep this many cores free beyond what the queue needs, plus a fraction of the busy
+    # cores, so a new job usually starts at the next negotiation instead of after a boot.
+    spare_cores: int = Field(default=0, ge=0)
+    spare_fraction: float = Field(default=0.0, ge=0)
     min_workers: int = Field(default=0, ge=0)
     max_workers: int = Field(default=100, ge=0)
     max_launch_per_cycle: int = Field(default=100, gt=0)

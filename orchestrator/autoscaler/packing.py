@@ -21,6 +21,7 @@ class JobGroup:
     gpus: int
     count: int
     clusters: list[int] = field(default_factory=list)
+    ready: int = 0  # of count, jobs idle long enough to launch for
 
 
 @dataclass(slots=True)
@@ -36,8 +37,9 @@ class Bin:
     contents: dict[int, int] = field(default_factory=dict)
 
 
-def aggregate(idle: Iterable[IdleJobs]) -> list[JobGroup]:
-    """Identical requests merged, biggest first (GPUs, then cores, then memory)."""
+def aggregate(idle: Iterable[IdleJobs], ready_before: float | None = None) -> list[JobGroup]:
+    """Identical requests merged, biggest first (GPUs, then cores, then memory). Jobs
+    queued at or before `ready_before` (or of unknown qdate) count as ready."""
     groups: dict[tuple[int, int, int], JobGroup] = {}
     for j in idle:
         if j.count <= 0:
@@ -48,6 +50,8 @@ def aggregate(idle: Iterable[IdleJobs]) -> list[JobGroup]:
         if g is None:
             g = groups[key] = JobGroup(key[0], key[1], key[2], 0)
         g.count += j.count
+        if ready_before is None or j.qdate is None or j.qdate <= ready_before:
+            g.ready += j.count
         if j.cluster is not None and len(g.clusters) < 20:
             g.clusters.append(j.cluster)
     return sorted(groups.values(), key=lambda g: (g.gpus, g.cpus, g.memory_mb), reverse=True)

@@ -21,7 +21,8 @@ def run(
     traces: Annotated[list[Path], typer.Argument(help="SWF files (gzip or plain).")],
     policy: Annotated[list[str] | None, typer.Option(
         "--policy", "-p", help="Scenario to run (repeatable): ours, ours-cost, ours-wait, "
-        "old, parallelcluster, static-p95, ours-idle<seconds>. Default: all but the sweep.")
+        "old, parallelcluster, static-p95, ours:KEY=VALUE,... (a sweep point). Default: "
+        "the first six.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
     png: Annotated[Path | None, typer.Option(help="Write a PNG per trace here.")] = None,

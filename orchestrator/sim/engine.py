@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +20,7 @@ from orchestrator.autoscaler.baselines import PARALLELCLUSTER_IDLE_S
 from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
 from orchestrator.autoscaler.model import IdleJobs, Observation, Plan
 from orchestrator.autoscaler.policy import get_policy
+from orchestrator.sim.jobqueue import JobQueue
 from orchestrator.sim.pool import UP, SimParams, SimPool
 from orchestrator.sim.swf import Trace
 
@@ -79,7 +79,8 @@ class Simulation:
         submit, runtime = tr.submit.tolist(), tr.run.tolist()
         cpus, mem = tr.cpus.tolist(), tr.memory_mb.tolist()
         start = [math.nan] * n
-        queues: dict[tuple[int, int], deque[int]] = {}
+        queue = JobQueue(submit)
+        delay = self.cfg.launch_delay_s if self.cfg.policy == "binpack" else 0.0
         comps: list[tuple[float, int, int]] = []  # (end, job, worker)
         timers: list[tuple[float, int, float]] = []  # (expiry, worker, unclaimed since)
         idle_n = running_n = idle_cores = running_cores = 0
@@ -101,21 +102,22 @@ class Simulation:
             nonlocal idle_n, running_n, idle_cores, running_cores
             avail = [w for w in pool.alive if pool.state[w] == UP and not pool.draining[w]
                      and pool.free_cpus[w] > 0]
-            order = sorted((submit[dq[0]], key) for key, dq in queues.items() if dq)
             fc, fm = pool.free_cpus, pool.free_mem
-            for _, key in order:  # oldest autocluster first, then first fit per worker
+            for _, key in queue.by_age():  # oldest autocluster first
                 if not avail:
                     break
                 c, m = key
                 if c > max(fc[w] for w in avail) or m > max(fm[w] for w in avail):
                     continue
-                dq = queues[key]
-                for w in avail:
+                # Best fit: the fullest machine that takes the job, as a pool configured with
+                # NEGOTIATOR_PRE_JOB_RANK = -Cpus does; it keeps large machines free to drain.
+                for w in sorted(avail, key=fc.__getitem__):
                     if fc[w] < c or fm[w] < m:
                         continue
-                    k = min(fc[w] // c, fm[w] // m if m else len(dq), len(dq))
+                    left = queue.count(key)
+                    k = min(fc[w] // c, fm[w] // m if m else left, left)
                     for _ in range(k):
-                        j = dq.popleft()
+                        j = queue.pop(key)
                         start[j] = now
                         heapq.heappush(comps, (now + runtime[j], j, w))
                     pool.claim_many(w, k, c, m)
@@ -123,7 +125,7 @@ class Simulation:
                     running_n += k
                     idle_cores -= k * c
                     running_cores += k * c
-                    if not dq:
+                    if k == left:
                         break
                 avail = [w for w in avail if fc[w] > 0]
 
@@ -140,19 +142,16 @@ class Simulation:
                     heapq.heappop(timers)  # stale: claimed again or removed
                 if as_dirty:
                     t_as = _ceil(t, iv)
-                elif timers:
-                    t_as = _ceil(max(timers[0][0], t), iv)
+                else:
+                    due = min(timers[0][0] if timers else INF, queue.next_ready(t, delay))
+                    t_as = _ceil(max(due, t), iv) if due < INF else INF
                 if t_as <= last_as:
                     t_as += iv
             now = min(t_ev, t_neg, t_as)
             if now == INF:
                 break
             while i < n and submit[i] <= now:
-                key = (cpus[i], mem[i])
-                q = queues.get(key)
-                if q is None:
-                    q = queues[key] = deque()
-                q.append(i)
+                queue.push((cpus[i], mem[i]), i)
                 idle_n += 1
                 idle_cores += cpus[i]
                 i += 1
@@ -175,9 +174,7 @@ class Simulation:
                 match_dirty = False
                 last_neg = now
             if now == t_as:
-                idle = tuple(IdleJobs(c, m, 0, len(dq), None, submit[dq[0]])
-                             for (c, m), dq in queues.items() if dq)
-                plan = self.reconcile(now, idle, running_n)
+                plan = self.reconcile(now, queue.observe(now, delay), running_n)
                 plan_calls += 1
                 last_as = now
                 as_dirty = not plan.is_empty

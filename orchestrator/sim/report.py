@@ -65,7 +65,7 @@ def plot(rep: TraceReport, directory: Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [2, 1]})
     first = True
     for name, samples in rep.samples.items():
-        if not samples or name.startswith("ours-idle"):
+        if not samples or name.startswith("ours:"):
             continue
         t = [s[0] / 86400 for s in samples]
         if first:

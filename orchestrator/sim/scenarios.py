@@ -86,14 +86,26 @@ def build_scenarios(trace: Trace, params: SimParams, names: list[str] | None = N
             n = min(max(math.ceil(cores / fixed.cpus), 1), params.max_workers)
             cfg = base.model_copy(update={"fixed_shape": fixed.name})
             out.append(Scenario(name, f"Static p95 ({n} x {fixed.name})", cfg, n))
-        elif name.startswith("ours-idle"):  # frontier sweep: ours-idle<seconds>
-            try:
-                idle = float(name.removeprefix("ours-idle"))
-            except ValueError:
-                raise ConfigError(f"bad scenario {name!r} (want ours-idle<seconds>)") from None
-            out.append(Scenario(name, f"Ours, idle {idle:.0f} s",
-                                base.model_copy(update={"idle_timeout_s": idle})))
+        elif name.startswith("ours:"):  # a sweep point: ours:key=value,key=value
+            out.append(Scenario(name, f"Ours, {name[5:]}",
+                                base.model_copy(update=_overrides(base, name[5:]))))
         else:
             raise ConfigError(f"unknown scenario {name!r} (choose from "
-                              f"{', '.join(SCENARIOS)}, or ours-idle<seconds>)")
+                              f"{', '.join(SCENARIOS)}, or ours:key=value,...)")
     return out
+
+
+def _overrides(base: AutoscalerConfig, spec: str) -> dict[str, object]:
+    """'idle_timeout_s=300,spare_cores=8' -> validated overrides of our config."""
+    upd: dict[str, object] = {}
+    for item in filter(None, spec.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in AutoscalerConfig.model_fields:
+            raise ConfigError(f"bad scenario setting {item!r} (want key=value with a key of "
+                              "the autoscaler config)")
+        upd[key] = value
+    try:
+        merged = AutoscalerConfig.model_validate({**base.model_dump(), **upd})
+    except ValueError as exc:
+        raise ConfigError(f"bad scenario settings {spec!r}: {exc}") from None
+    return {k: getattr(merged, k) for k in upd}

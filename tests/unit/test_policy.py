@@ -7,7 +7,7 @@ from policy_helpers import jobs, obs, startd, worker
 from pydantic import ValidationError
 
 from orchestrator.autoscaler import AutoscalerConfig, plan
-from orchestrator.autoscaler.model import InstanceState, RemovalAction
+from orchestrator.autoscaler.model import IdleJobs, InstanceState, RemovalAction
 from orchestrator.errors import ConfigError
 
 CFG = AutoscalerConfig()
@@ -151,3 +151,30 @@ def test_large_queue_and_pool() -> None:
     p = plan(obs(insts, sds, idle), AutoscalerConfig(max_workers=2000,
                                                     max_launch_per_cycle=2000), now=0.0)
     assert p.desired_workers > 1000 and not p.removals
+
+
+def test_launch_delay_lets_free_capacity_drain_a_burst_first() -> None:
+    cfg = AutoscalerConfig(launch_delay_s=60)
+    young = IdleJobs(1, 1024, 0, 10, qdate=990.0)
+    old = IdleJobs(1, 1024, 0, 4, qdate=900.0)
+    assert not plan(obs(idle=[young]), cfg, now=1000.0).launches
+    assert launched(plan(obs(idle=[young, old]), cfg, now=1000.0)) == {"c6i.large": 2}
+    # a 2-core free worker takes the two oldest; two old ones are left to launch for
+    o = obs([worker("i-1")], [startd("i-1", since=999.0)], [young, old])
+    assert launched(plan(o, cfg, now=1000.0)) == {"c6i.large": 1}
+
+
+def test_spare_cores_launched_and_kept() -> None:
+    cfg = AutoscalerConfig(spare_cores=8)
+    assert launched(plan(obs(), cfg, now=0.0)) == {"c6i.2xlarge": 1}
+    o = obs([worker("i-1", "c6i.2xlarge")], [startd("i-1", 8, 16384, since=0.0)])
+    p = plan(o, cfg, now=1e6)
+    assert p.is_empty and any("spare" in n for n in p.notes)
+
+
+def test_large_idle_spare_swapped_for_a_smaller_one() -> None:
+    cfg = AutoscalerConfig(spare_cores=4)
+    o = obs([worker("i-1", "c6i.32xlarge")], [startd("i-1", 128, 262144, since=0.0)])
+    p = plan(o, cfg, now=1e6)
+    assert [r.instance_id for r in p.removals] == ["i-1"]
+    assert launched(p) == {"c6i.xlarge": 1}

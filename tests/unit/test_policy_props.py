@@ -50,7 +50,8 @@ def instances_and_startds(draw: st.DrawFn) -> tuple[list[Instance], list[Startd]
 
 
 idle_jobs = st.lists(st.builds(
-    IdleJobs, st.integers(1, 40), st.integers(0, 20000), st.just(0), st.integers(1, 50)),
+    IdleJobs, st.integers(1, 40), st.integers(0, 20000), st.just(0), st.integers(1, 50),
+    st.none(), st.one_of(st.none(), st.floats(NOW - 200, NOW))),
     max_size=4)
 
 configs = st.builds(
@@ -61,6 +62,9 @@ configs = st.builds(
     max_workers=st.integers(2, 30),
     max_launch_per_cycle=st.integers(1, 50),
     warm_pool=st.booleans(),
+    spare_cores=st.sampled_from([0, 0, 4, 32]),
+    spare_fraction=st.sampled_from([0.0, 0.0, 0.5]),
+    launch_delay_s=st.sampled_from([0.0, 0.0, 60.0]),
 )
 
 
@@ -126,12 +130,12 @@ def apply(o: Observation, p: Plan) -> Observation:
 
 
 @settings(max_examples=300, deadline=None)
-@given(instances_and_startds(), idle_jobs, st.integers(0, 3))
+@given(instances_and_startds(), idle_jobs, st.integers(0, 3), st.sampled_from([0, 0, 8]))
 def test_launches_cover_the_need_and_then_settle(data: tuple[list[Instance], list[Startd]],
-                                                 idle: list[IdleJobs], min_workers: int
-                                                 ) -> None:
+                                                 idle: list[IdleJobs], min_workers: int,
+                                                 spare: int) -> None:
     cfg = AutoscalerConfig(max_workers=10_000, max_launch_per_cycle=10_000,
-                           min_workers=min_workers)
+                           min_workers=min_workers, spare_cores=spare)
     o = observation(data, idle)
     p = plan(o, cfg, NOW)
     # capacity check, independent of the packer: launched cores cover unmet cores
@@ -158,6 +162,7 @@ def test_stable_when_pool_fits_queue(workers: list[tuple[str, float]], n_jobs: i
                                      cfg: AutoscalerConfig) -> None:
     """Busy or recently idle workers, a queue that fits: nothing to do, for ours."""
     cfg = cfg.model_copy(update={"policy": "binpack", "idle_timeout_s": 300.0,
+                                 "spare_cores": 0, "spare_fraction": 0.0,
                                  "max_workers": max(cfg.max_workers, len(workers)),
                                  "min_workers": min(cfg.min_workers, len(workers))})
     insts = [worker(f"i-{k}", t) for k, (t, _) in enumerate(workers)]
