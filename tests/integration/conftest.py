@@ -19,7 +19,6 @@ from moto.server import ThreadedMotoServer
 
 POOL = "testpool"
 REGION = "us-east-1"
-BASE_AMI = "ami-03cf127a"
 
 
 @dataclass
@@ -70,8 +69,21 @@ def _tags(pool: str | None, role: str | None, name: str) -> list[dict[str, Any]]
     return [{"ResourceType": "instance", "Tags": tags}]
 
 
+@pytest.fixture(scope="session")
+def seed_clients(moto_endpoint: str) -> dict[str, Any]:
+    """boto3 clients for seeding, made once (loading service models costs ~0.3 s each)."""
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name=REGION)
+    return {name: session.client(name, endpoint_url=moto_endpoint)
+            for name in ("ec2", "ssm", "iam")}
+
+
 @pytest.fixture()
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Seeded:
+def aws(moto_endpoint: str, seed_clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Any) -> Seeded:
+    # moto builds each region's backend on first use after a reset; without its ~1,000
+    # built-in AMIs that takes milliseconds instead of a second (read at that moment).
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset",
                                                   method="POST")).read()
     for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "HTCPOOL_CONFIG", "HTCPOOL_POOL",
@@ -90,14 +102,10 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> S
 
     common._CLOUDS.clear()
 
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name=REGION)
-    ec2 = session.client("ec2", endpoint_url=moto_endpoint)
-    ssm = session.client("ssm", endpoint_url=moto_endpoint)
-    iam = session.client("iam", endpoint_url=moto_endpoint)
+    ec2, ssm, iam = seed_clients["ec2"], seed_clients["ssm"], seed_clients["iam"]
     iam.create_instance_profile(InstanceProfileName=f"{POOL}-worker")
-    base_ami = BASE_AMI  # one of moto's built-in images (listing them all takes seconds)
-    ec2.describe_images(ImageIds=[base_ami])
+    base_ami = ec2.register_image(Name="debian-13-base", RootDeviceName="/dev/xvda",
+                                  Architecture="x86_64")["ImageId"]
     vpc = ec2.create_vpc(CidrBlock="198.18.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="198.18.0.0/24", AvailabilityZone="us-east-1a",
                                TagSpecifications=[{"ResourceType": "subnet", "Tags": [
