@@ -1,0 +1,131 @@
+"""aws_resources.yml and teardown.yml against a local AWS API (moto server on 127.0.0.1):
+idempotent provisioning, and a teardown that removes the pool's resources and nothing else."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from conftest import BIN, REPO
+
+
+@pytest.fixture
+def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    # AWS managed policies (AmazonSSMManagedInstanceCore) exist in moto only on request.
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def client(service: str, endpoint: str) -> Any:
+    return boto3.client(service, region_name="us-east-1", endpoint_url=endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def play(endpoint: str, tmp_path: Path, playbook: str, *extra: str) -> tuple[int, str, int]:
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "ANSIBLE_HOME": str(tmp_path / "home"),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    })
+    env.pop("AWS_PROFILE", None)
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,",
+                           str(REPO / "playbooks" / playbook), *extra],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    out = proc.stdout + proc.stderr
+    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", out)
+    return proc.returncode, out, int(match.group(1)) if match else -1
+
+
+def test_aws_resources_are_idempotent_and_least_privilege(endpoint: str, tmp_path: Path) -> None:
+    rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml")
+    assert rc == 0, out
+    assert changed > 0
+    ec2 = client("ec2", endpoint)
+    (group,) = ec2.describe_security_groups(GroupNames=["htcpool-htcpool"])["SecurityGroups"]
+    assert {"Key": "htcpool:pool", "Value": "htcpool"} in group["Tags"]
+    (rule,) = group["IpPermissions"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 9618, 9618)
+    assert rule["IpRanges"] == [] and rule["Ipv6Ranges"] == []
+    assert [p["GroupId"] for p in rule["UserIdGroupPairs"]] == [group["GroupId"]]
+    iam = client("iam", endpoint)
+    iam.get_instance_profile(InstanceProfileName="htcpool-htcpool-instance")
+    attached = iam.list_attached_role_policies(RoleName="htcpool-htcpool-instance")
+    assert [p["PolicyName"] for p in attached["AttachedPolicies"]] == ["AmazonSSMManagedInstanceCore"]
+    inline = iam.get_role_policy(RoleName="htcpool-htcpool-instance",
+                                 PolicyName="htcpool-parameters")["PolicyDocument"]
+    assert inline["Statement"][0]["Resource"] == \
+        "arn:aws:ssm:us-east-1:123456789012:parameter/htcpool/htcpool/*"
+
+    rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml")
+    assert rc == 0, out
+    assert changed == 0, out
+
+
+def test_teardown_needs_confirmation(endpoint: str, tmp_path: Path) -> None:
+    rc, out, _ = play(endpoint, tmp_path, "teardown.yml")
+    assert rc != 0
+    assert "htcpool_teardown_confirm=htcpool" in out
+
+
+def test_teardown_removes_the_pools_resources_and_nothing_else(endpoint: str,
+                                                               tmp_path: Path) -> None:
+    rc, out, _ = play(endpoint, tmp_path, "aws_resources.yml")
+    assert rc == 0, out
+    ec2 = client("ec2", endpoint)
+    ssm = client("ssm", endpoint)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+    def launch(tags: dict[str, str]) -> str:
+        spec = [{"ResourceType": "instance",
+                 "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] if tags else []
+        reservation = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1,
+                                        InstanceType="t3.micro", TagSpecifications=spec)
+        return str(reservation["Instances"][0]["InstanceId"])
+
+    ours = launch({"htcpool:pool": "htcpool", "htcpool:role": "worker"})
+    other_pool = launch({"htcpool:pool": "other", "htcpool:role": "worker"})
+    untagged = launch({})
+    image = ec2.create_image(InstanceId=ours, Name="htcpool-htcpool-worker-20260101-000000",
+                             TagSpecifications=[{"ResourceType": "image", "Tags": [
+                                 {"Key": "htcpool:pool", "Value": "htcpool"},
+                                 {"Key": "htcpool:role", "Value": "worker-image"}]}])["ImageId"]
+    other_image = ec2.create_image(InstanceId=other_pool, Name="someone-elses")["ImageId"]
+    ssm.put_parameter(Name="/htcpool/htcpool/condor_host", Value="cm", Type="String")
+    ssm.put_parameter(Name="/htcpool/other/condor_host", Value="cm2", Type="String")
+
+    rc, out, _ = play(endpoint, tmp_path, "teardown.yml", "-e", "htcpool_teardown_confirm=htcpool")
+    assert rc == 0, out
+
+    states = {i["InstanceId"]: i["State"]["Name"]
+              for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert states[ours] == "terminated"
+    assert states[other_pool] == "running"
+    assert states[untagged] == "running"
+    images = {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
+    assert image not in images and other_image in images
+    names = {p["Name"] for p in ssm.describe_parameters()["Parameters"]}
+    assert names == {"/htcpool/other/condor_host"}
+    groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
+    assert "htcpool-htcpool" not in groups
+    roles = [r["RoleName"] for r in client("iam", endpoint).list_roles()["Roles"]]
+    assert "htcpool-htcpool-instance" not in roles
