@@ -234,14 +234,20 @@ class LocalSource(PoolSource):
         import htcondor2
 
         try:
-            if self.schedd_name:
+            if self.collector_host or self.schedd_name:
                 coll = htcondor2.Collector(self.collector_host) if self.collector_host \
                     else htcondor2.Collector()
-                schedd = htcondor2.Schedd(coll.locate(htcondor2.DaemonTypes.Schedd,
-                                                      self.schedd_name))
+                found = coll.query(htcondor2.AdTypes.Schedd,
+                                   f'Name == "{self.schedd_name}"' if self.schedd_name
+                                   else "true")
+                if not found:
+                    raise CondorError(f"no schedd found at {self.where}")
+                schedd = htcondor2.Schedd(found[0])
             else:
                 schedd = htcondor2.Schedd()
             ads = schedd.query(constraint or "true", list(JOB_ATTRS))
+        except CondorError:
+            raise
         except Exception as err:
             raise CondorError(f"cannot query the schedd: {err}") from err
         return [_plain(ad, JOB_ATTRS) for ad in ads]

@@ -30,7 +30,7 @@ File format (every key optional; unknown keys are errors that name the key):
     instance_type = "t3.medium"
     subnets = []                      # default: subnets tagged htcpool:pool=<pool>
     security_groups = []              # default: groups tagged htcpool:pool=<pool>
-    instance_profile = ""             # default: "<pool>-worker"
+    instance_profile = ""             # default: "htcpool-<pool>-instance" (aws_resources.yml)
     key_name = ""                     # no SSH key pair by default (SSM instead)
 
     [provision]
@@ -117,7 +117,7 @@ class Config(_Section):
 
     @property
     def worker_instance_profile(self) -> str:
-        return self.worker.instance_profile or f"{self.pool}-worker"
+        return self.worker.instance_profile or f"htcpool-{self.pool}-instance"
 
 
 def default_paths() -> list[Path]:

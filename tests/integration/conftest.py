@@ -103,7 +103,7 @@ def aws(moto_endpoint: str, seed_clients: dict[str, Any], monkeypatch: pytest.Mo
     common._CLOUDS.clear()
 
     ec2, ssm, iam = seed_clients["ec2"], seed_clients["ssm"], seed_clients["iam"]
-    iam.create_instance_profile(InstanceProfileName=f"{POOL}-worker")
+    iam.create_instance_profile(InstanceProfileName=f"htcpool-{POOL}-instance")
     base_ami = ec2.register_image(Name="debian-13-base", RootDeviceName="/dev/xvda",
                                   Architecture="x86_64")["ImageId"]
     vpc = ec2.create_vpc(CidrBlock="198.18.0.0/16")["Vpc"]["VpcId"]

@@ -148,7 +148,8 @@ def test_create_uses_newest_image_pool_network_and_imdsv2(aws: Any, cli: Any) ->
         assert raw["SubnetId"] == aws.subnet
         assert {g["GroupId"] for g in raw["SecurityGroups"]} == {aws.sg}
         assert raw["MetadataOptions"]["HttpTokens"] == "required"
-        assert raw["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{POOL}-worker")
+        profile = raw["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1]
+        assert profile == f"htcpool-{POOL}-instance"
         assert raw["ClientToken"].startswith("tok-abc-")
         tags = {t["Key"]: t["Value"] for t in raw["Tags"]}
         assert tags["htcpool:pool"] == POOL and tags["htcpool:role"] == "worker"

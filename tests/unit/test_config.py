@@ -21,7 +21,7 @@ def test_defaults_without_a_file() -> None:
     assert config == Config()
     assert config.pool == "htcpool" and config.region is None and config.source is None
     assert config.aws.retry_mode == "standard" and config.condor.transport == "auto"
-    assert config.worker_instance_profile == "htcpool-worker"
+    assert config.worker_instance_profile == "htcpool-htcpool-instance"
 
 
 def test_precedence_file_env_flags(tmp_path: Path) -> None:

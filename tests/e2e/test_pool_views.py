@@ -1,0 +1,172 @@
+"""`htcpool pool status` and `htcpool queue` on a real pool in the sandbox, through all three
+transports (SSM, ssh, and the htcondor bindings pointed at the central manager).
+
+The pool is the sandbox's default pool ("htcpool"): reused if a central manager is already
+running (another test brought it up), else one central manager and one worker are launched
+and `htcpool bootstrap` configures them. Jobs are submitted so that their states are
+deterministic: `hold = true` jobs stay held, `requirements = false` jobs stay idle.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.sandbox
+
+POOL = "htcpool"
+HTCPOOL = str(Path(sys.executable).parent / "htcpool")
+OWNER = "e2eviews"
+BATCH = "e2e-views-batch"
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(2)
+
+
+class Pool:
+    def __init__(self, sandbox: Any, config: Path, cm: dict[str, Any]) -> None:
+        self.sandbox = sandbox
+        self.config = config
+        self.cm = cm
+
+    def env(self) -> dict[str, str]:
+        return {**self.sandbox.env(), "HTCPOOL_CONFIG": str(self.config), "HTCPOOL_POOL": POOL}
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([HTCPOOL, *args], env=self.env(), capture_output=True, text=True,
+                              timeout=900, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"htcpool {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stderr[-3000:]}")
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+
+def _running_cm(ec2: Any) -> dict[str, Any] | None:
+    res = ec2.describe_instances(Filters=[
+        {"Name": "tag:htcpool:pool", "Values": [POOL]},
+        {"Name": "tag:htcpool:role", "Values": ["central-manager"]},
+        {"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]
+    found = [i for r in res for i in r["Instances"]]
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="module")
+def pool(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Pool:
+    ec2 = sandbox.client("ec2")
+    inventory = Path(sandbox.settings.state_dir) / "inventory" / "aws_ec2.yml"
+    config = tmp_path_factory.mktemp("views") / "htcpool.toml"
+    key = str(sandbox.settings.ssh_key)
+    config.write_text(
+        f'pool = "{POOL}"\n[condor]\nssm_timeout_s = 120\nssh_user = "root"\n'
+        f'ssh_key_file = "{key}"\n'
+        'ssh_options = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", '
+        '"LogLevel=ERROR"]\n'
+        f'[provision]\ninventory = "{inventory}"\n')
+    cm = _running_cm(ec2)
+    if cm is None:
+        tags = [{"Key": "htcpool:pool", "Value": POOL}]
+        sandbox.run(1, TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            *tags, {"Key": "htcpool:role", "Value": "central-manager"},
+            {"Key": "Name", "Value": f"{POOL}-central-manager"}]}])
+        sandbox.run(1, TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            *tags, {"Key": "htcpool:role", "Value": "worker"},
+            {"Key": "Name", "Value": f"{POOL}-worker-e2e"}]}])
+        handle = Pool(sandbox, config, {})
+        handle.run("bootstrap")
+        cm = _running_cm(ec2)
+    assert cm is not None
+    handle = Pool(sandbox, config, cm)
+    poll("a startd in the collector",
+         lambda: handle.json("pool", "status", "--transport", "ssm")["slots"])
+    return handle
+
+
+@pytest.fixture(scope="module")
+def jobs(pool: Pool) -> dict[str, int]:
+    """3 held and 2 idle jobs of OWNER in batch BATCH (asking for 2 CPUs and 1500 MB)."""
+    sub = ("executable = /bin/true\nrequest_cpus = 2\nrequest_memory = 1500\n"
+           f"batch_name = {BATCH}\nrequirements = false\n")
+    script = (f"id -u {OWNER} >/dev/null 2>&1 || useradd -m {OWNER}; cd /home/{OWNER}; "
+              f"printf '{sub}hold = true\\nqueue 3\\n' > held.sub; "
+              f"printf '{sub}queue 2\\n' > idle.sub; chown {OWNER} held.sub idle.sub; "
+              f"su {OWNER} -c 'condor_submit held.sub && condor_submit idle.sub'")
+    pool.sandbox.exec(pool.cm["InstanceId"], script)
+    return {"held": 3, "idle": 2}
+
+
+def _slot_names(payload: dict[str, Any]) -> set[str]:
+    return {s["name"] for s in payload["slots"]}
+
+
+def test_status_is_the_same_through_every_transport(pool: Pool) -> None:
+    from orchestrator.condor import LocalSource
+
+    via_ssm = pool.json("pool", "status", "--transport", "ssm")
+    via_ssh = pool.json("pool", "status", "--transport", "ssh")
+    assert via_ssm["transport"] == "ssm" and via_ssh["transport"] == "ssh"
+    local = LocalSource(collector=pool.cm["PrivateIpAddress"]).slots()
+    assert _slot_names(via_ssm) == _slot_names(via_ssh) == {s.name for s in local}
+    instances = {i["id"] for i in pool.json("instances", "list")}
+    for slot in via_ssm["slots"]:
+        assert slot["machine"] and slot["state"] and slot["memory_mb"] > 0 and slot["cpus"] > 0
+        assert slot["ec2_instance_id"] in instances  # mapped by EC2InstanceId, per CONVENTIONS
+    totals = via_ssm["totals"]
+    assert totals["slots"] == len(via_ssm["slots"]) == sum(totals["by_state"].values())
+
+
+def test_status_table(pool: Pool) -> None:
+    out = pool.run("pool", "status").stdout
+    assert "Machine" in out and "Totals" in out and "Memory MB" in out
+
+
+def test_queue_counts_per_owner_and_batch(pool: Pool, jobs: dict[str, int]) -> None:
+    for transport in ("ssm", "ssh"):
+        q = pool.json("queue", "--transport", transport)
+        owner = next(r for r in q["owners"] if r["owner"] == OWNER)
+        batch = next(r for r in q["batches"] if r["owner"] == OWNER and r["batch"] == BATCH)
+        for row in (owner, batch):
+            assert (row["idle"], row["held"], row["running"]) == (jobs["idle"], jobs["held"], 0)
+        assert q["totals"]["total"] >= 5
+    table = pool.run("queue").stdout
+    assert OWNER in table and BATCH in table and "Total:" in table
+
+
+def test_idle_jobs_for_the_autoscaler(pool: Pool, jobs: dict[str, int]) -> None:
+    from orchestrator.condor import JobStatus, LocalSource
+
+    idle = [j for j in LocalSource(collector=pool.cm["PrivateIpAddress"]).idle_jobs()
+            if j.owner == OWNER]
+    assert len(idle) == jobs["idle"]
+    for job in idle:
+        assert job.status is JobStatus.IDLE and job.batch == BATCH
+        assert (job.request_cpus, job.request_memory_mb) == (2, 1500)
+
+
+def test_constraint_is_passed_through(pool: Pool, jobs: dict[str, int]) -> None:
+    q = pool.json("queue", "--transport", "ssm", "--constraint", f'Owner == "{OWNER}"')
+    assert [r["owner"] for r in q["owners"]] == [OWNER]
+
+
+def test_condor_failure_is_one_line(pool: Pool) -> None:
+    done = pool.run("pool", "status", "--transport", "ssm", "--constraint", "((", check=False)
+    assert done.returncode != 0
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("htcpool: error:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr
