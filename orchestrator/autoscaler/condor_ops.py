@@ -1,0 +1,63 @@
+"""The HTCondor side of the executor: drain workers, cancel drains, re-check claims.
+
+Runs on the same transport as the pool views (`orchestrator.condor.PoolSource`): the
+bindings' command-line tools locally on the central manager, or the same commands over
+SSM / ssh. condor_drain is issued from the central manager, whose administrator identity
+the workers trust (IDTOKENS).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+
+from orchestrator.condor import CondorError, PoolSource, Slot
+
+DRAIN_REASON = "htcpool autoscaler: idle past idle_timeout_s"
+
+
+class CondorOps:
+    def __init__(self, source: PoolSource) -> None:
+        self.source = source
+
+    def _run(self, argv: list[str]) -> str:
+        runner = getattr(self.source, "_run", None)  # SsmSource and SshSource
+        if runner is not None:
+            return str(runner(argv))
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise CondorError(f"{shlex.join(argv[:2])} failed: {proc.stderr.strip()[-300:]}")
+        return proc.stdout
+
+    def drain(self, machines: Sequence[str]) -> dict[str, str]:
+        """Graceful drain (running jobs finish; no new ones start). Returns errors by machine."""
+        return self._each(machines, lambda m: ["condor_drain", "-graceful", "-reason",
+                                               DRAIN_REASON, m])
+
+    def cancel_drain(self, machines: Sequence[str]) -> dict[str, str]:
+        return self._each(machines, lambda m: ["condor_drain", "-cancel", m])
+
+    def _each(self, machines: Sequence[str], argv: Callable[[str], list[str]]
+              ) -> dict[str, str]:
+        if not machines:
+            return {}
+        # One remote round trip for all machines; each command's failure is reported alone.
+        script = "; ".join(
+            f"{shlex.join(argv(m))} >/dev/null 2>&1 || echo FAILED {shlex.quote(m)}"
+            for m in machines)
+        out = self._run(["sh", "-c", script])
+        return {line.split(" ", 1)[1]: "condor_drain failed" for line in out.splitlines()
+                if line.startswith("FAILED ")}
+
+    def slots_of(self, instance_ids: Iterable[str]) -> dict[str, list[Slot]]:
+        """Fresh startd ads of these workers, by instance id (the re-check before removal)."""
+        ids = sorted(set(instance_ids))
+        if not ids:
+            return {}
+        constraint = " || ".join(f'EC2InstanceId == "{i}"' for i in ids)
+        out: dict[str, list[Slot]] = {i: [] for i in ids}
+        for slot in self.source.slots(constraint):
+            if slot.ec2_instance_id in out:
+                out[slot.ec2_instance_id].append(slot)
+        return out

@@ -1,0 +1,176 @@
+"""The reconcile loop: observe, plan, act, log; sleep only what is left of the interval.
+
+Stateless between passes: everything it needs is read again from EC2 tags and HTCondor,
+so killing it at any point and starting it again loses nothing. Each decision is one
+structured (JSON) log line with its reason; a pass whose inputs cannot be read is skipped
+with a line saying why, and acts on nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.autoscaler import observe as observing
+from orchestrator.autoscaler.condor_ops import CondorOps
+from orchestrator.autoscaler.config import AutoscalerConfig
+from orchestrator.autoscaler.executor import Executor, LaunchSpec, Outcome
+from orchestrator.autoscaler.lease import Lease, LeaseHeld
+from orchestrator.autoscaler.model import Plan
+from orchestrator.autoscaler.policy import plan as make_plan
+from orchestrator.cloud import Cloud
+from orchestrator.cloud_records import LIVE_STATES
+from orchestrator.condor import JobStatus, PoolSource
+from orchestrator.errors import describe_exception
+
+log = logging.getLogger("htcpool.autoscaler")
+
+
+class Metrics:
+    """Prometheus metrics (a private registry, so tests and the CLI can make several)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = CollectorRegistry()
+
+        def g(name: str, doc: str) -> Gauge:
+            return Gauge(f"htcpool_{name}", doc, registry=self.registry)
+
+        def c(name: str, doc: str) -> Counter:
+            return Counter(f"htcpool_{name}", doc, registry=self.registry)
+        self.desired = g("desired_workers", "Workers the last plan wants")
+        self.current = g("current_workers", "Workers joined or booting")
+        self.booting = g("booting_workers", "Workers launched but not yet in the pool")
+        self.draining = g("draining_workers", "Workers draining before removal")
+        self.idle_jobs = g("idle_jobs", "Idle jobs in the queue")
+        self.running_jobs = g("running_jobs", "Running jobs")
+        self.launches = c("launches", "Instances launched")
+        self.terminations = c("terminations", "Instances terminated or stopped")
+        self.errors = c("errors", "Failed steps and skipped passes")
+        self.passes = c("passes", "Reconcile passes")
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=addr, registry=self.registry)
+
+
+@dataclass
+class PassResult:
+    plan: Plan | None
+    observed: observing.Observed | None
+    outcome: Outcome | None
+    skipped: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Autoscaler:
+    def __init__(self, cloud: Cloud, source: PoolSource, config: AutoscalerConfig,
+                 spec: Callable[[], LaunchSpec], metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.time,
+                 emit: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.cloud = cloud
+        self.source = source
+        self.config = config
+        self.pool = cloud.pool
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._emit = emit or (lambda record: log.info(json.dumps(record, default=str)))
+        self._events: list[dict[str, Any]] = []
+        self.ops = CondorOps(source)
+        self.executor = Executor(cloud, self.ops, config, spec, self.event)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        record = {"ts": round(self.clock(), 3), "pool": self.pool, "event": kind, **fields}
+        self._events.append(record)
+        self._emit(record)
+
+    def observe(self, now: float) -> observing.Observed:
+        instances = self.cloud.pool_instances(states=[str(s) for s in LIVE_STATES])
+        slots = self.source.slots()
+        jobs = self.source.jobs(f"JobStatus == {int(JobStatus.IDLE)} || "
+                                f"JobStatus == {int(JobStatus.RUNNING)}")
+        return observing.build(self.pool, instances, slots, jobs, now)
+
+    def run_once(self, dry_run: bool = False) -> PassResult:
+        self._events = []
+        now = self.clock()
+        self.metrics.passes.inc()
+        try:
+            observed = self.observe(now)
+        except Exception as exc:
+            why = describe_exception(exc)
+            self.metrics.errors.inc()
+            self.event("skip", reason=f"cannot observe the pool, nothing done: {why}")
+            return PassResult(None, None, None, skipped=why, events=self._events)
+        plan = make_plan(observed.observation, self.config, now)
+        self._record(plan, observed)
+        outcome = None
+        if not dry_run and not plan.is_empty:
+            outcome = self.executor.execute(plan, observed, cycle=uuid.uuid4().hex[:12])
+            self.metrics.launches.inc(len(outcome.launched))
+            self.metrics.terminations.inc(len(outcome.removed) + len(outcome.replaced))
+            self.metrics.errors.inc(len(outcome.errors))
+        elif not dry_run and not observed.tags.empty:
+            outcome = self.executor.execute(plan, observed, cycle="tags")
+        return PassResult(plan, observed, outcome, events=self._events)
+
+    def _record(self, plan: Plan, observed: observing.Observed) -> None:
+        m = self.metrics
+        m.desired.set(plan.desired_workers)
+        m.current.set(plan.current_workers)
+        m.booting.set(plan.booting_workers)
+        m.draining.set(observed.draining)
+        m.idle_jobs.set(observed.jobs_idle)
+        m.running_jobs.set(observed.jobs_running)
+        self.event("plan", desired=plan.desired_workers, current=plan.current_workers,
+                   booting=plan.booting_workers, idle_jobs=observed.jobs_idle,
+                   running_jobs=observed.jobs_running,
+                   actions=sum(1 for _ in plan.actions()))
+        for action in plan.actions():
+            self.event("decide", action=type(action).__name__.lower(),
+                       **{k: v for k, v in _fields(action).items()})
+        for u in plan.unschedulable:
+            self.event("unschedulable", count=u.count, request_cpus=u.request_cpus,
+                       request_memory_mb=u.request_memory_mb, request_gpus=u.request_gpus,
+                       reason=u.reason)
+        for note in plan.notes:
+            self.event("note", reason=note)
+
+    def run_forever(self, stop: threading.Event, lease: Lease | None = None,
+                    dry_run: bool = False, max_passes: int | None = None) -> int:
+        """The loop; returns the number of passes made."""
+        passes = 0
+        while not stop.is_set() and (max_passes is None or passes < max_passes):
+            started = time.monotonic()
+            try:
+                if lease is not None:
+                    lease.acquire()
+                self.run_once(dry_run=dry_run)
+            except LeaseHeld as exc:
+                self.event("standby", reason=str(exc))
+            except Exception as exc:
+                self.metrics.errors.inc()
+                self.event("error", step="pass", error=describe_exception(exc))
+            passes += 1
+            stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
+        if lease is not None:
+            try:
+                lease.release()
+            except Exception as exc:
+                self.event("error", step="release lease", error=describe_exception(exc))
+        return passes
+
+
+def _fields(action: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: (str(v) if not isinstance(v, int | float | str) else v)
+            for k, v in asdict(action).items()}

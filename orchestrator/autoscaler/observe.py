@@ -1,0 +1,139 @@
+"""Observe the pool for the policy: EC2 instances by tag, startd ads by EC2InstanceId, idle
+and running jobs. Two queries to HTCondor and one paginated DescribeInstances per pass.
+
+How long a worker has been unclaimed is kept where it survives a restart of the
+autoscaler: an `htcpool:idle-since` tag set when a worker is first seen wholly unclaimed
+and removed when it is claimed again (a partitionable slot's own EnteredCurrentState does
+not change when its dynamic slots come and go). The tag changes are returned, not made:
+only the executor has side effects.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from orchestrator.autoscaler.model import IdleJobs, Instance, InstanceState, Observation, Startd
+from orchestrator.cloud_records import Instance as CloudInstance
+from orchestrator.condor import Job, JobStatus, Slot
+
+IDLE_SINCE_TAG = "htcpool:idle-since"
+POLICY_STATES = {s.value for s in InstanceState}
+
+
+@dataclass
+class TagChanges:
+    """Bookkeeping the executor applies in (at most) two batched calls."""
+
+    set_idle_since: dict[str, str] = field(default_factory=dict)  # instance id -> epoch
+    clear_idle_since: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.set_idle_since and not self.clear_idle_since
+
+
+@dataclass
+class Observed:
+    observation: Observation
+    machines: dict[str, str]  # instance id -> HTCondor machine name (for condor_drain)
+    tags: TagChanges
+    jobs_running: int
+    jobs_idle: int
+    draining: int
+
+
+def _epoch(iso: str | None, default: float) -> float:
+    if not iso:
+        return default
+    try:
+        return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
+
+
+def to_policy_instance(inst: CloudInstance, now: float) -> Instance | None:
+    if inst.state.value not in POLICY_STATES:
+        return None
+    return Instance(instance_id=inst.id, instance_type=inst.instance_type,
+                    state=InstanceState(inst.state.value),
+                    launch_time=_epoch(inst.launch_time, now), tags=dict(inst.tags))
+
+
+def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], now: float
+                       ) -> tuple[list[Startd], dict[str, str], TagChanges]:
+    """Sum each worker's slots into one Startd (partitionable or static slots alike)."""
+    by_instance: dict[str, list[Slot]] = defaultdict(list)
+    for slot in slots:
+        if slot.ec2_instance_id:
+            by_instance[slot.ec2_instance_id].append(slot)
+    startds, machines, changes = [], {}, TagChanges()
+    for iid, group in sorted(by_instance.items()):
+        claimed = any(s.state == "Claimed" for s in group)
+        draining = any(s.state == "Drained" or s.activity == "Retiring" for s in group)
+        total_cpus = sum(s.cpus for s in group)
+        total_mem = sum(s.memory_mb for s in group)
+        total_gpus = sum(s.gpus for s in group)
+        free = [s for s in group if s.state == "Unclaimed"]
+        # A draining machine takes no new jobs: its free resources are not capacity.
+        free_cpus = 0 if draining else sum(s.cpus for s in free)
+        free_mem = 0 if draining else sum(s.memory_mb for s in free)
+        free_gpus = 0 if draining else sum(s.gpus for s in free)
+        machines[iid] = group[0].machine
+        instance_tags = tags.get(iid, {})
+        since: float | None = None
+        if claimed:
+            if IDLE_SINCE_TAG in instance_tags:
+                changes.clear_idle_since.append(iid)
+        else:
+            recorded = instance_tags.get(IDLE_SINCE_TAG)
+            try:
+                since = float(recorded) if recorded is not None else None
+            except ValueError:
+                since = None
+            if since is None:
+                since = now
+                changes.set_idle_since[iid] = f"{now:.0f}"
+        startds.append(Startd(instance_id=iid, total_cpus=total_cpus, free_cpus=free_cpus,
+                              total_memory_mb=total_mem, free_memory_mb=free_mem,
+                              total_gpus=total_gpus, free_gpus=free_gpus, claimed=claimed,
+                              unclaimed_since=since, draining=draining))
+    return startds, machines, changes
+
+
+def idle_groups(jobs: Iterable[Job]) -> list[IdleJobs]:
+    """Idle jobs grouped by (request, cluster): 10,000 jobs become a handful of groups."""
+    groups: dict[tuple[int, int, int, int], list[Job]] = defaultdict(list)
+    for job in jobs:
+        if job.status == JobStatus.IDLE:
+            key = (max(job.request_cpus, 1), max(job.request_memory_mb, 0),
+                   max(job.request_gpus, 0), job.cluster)
+            groups[key].append(job)
+    out = []
+    for (cpus, mem, gpus, cluster), members in sorted(groups.items()):
+        qdates = [j.qdate for j in members if j.qdate is not None]
+        out.append(IdleJobs(request_cpus=cpus, request_memory_mb=mem, request_gpus=gpus,
+                            count=len(members), cluster=cluster,
+                            qdate=float(min(qdates)) if qdates else None))
+    return out
+
+
+def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
+          jobs: Iterable[Job], now: float) -> Observed:
+    """Pure assembly of an Observation from what the cloud and the collector returned."""
+    policy_instances = [p for i in instances if (p := to_policy_instance(i, now)) is not None]
+    tags = {i.instance_id: dict(i.tags) for i in policy_instances}
+    known = set(tags)
+    # Startds of instances we cannot see (another pool, already terminated) are left out.
+    startds, machines, changes = startds_from_slots(
+        [s for s in slots if s.ec2_instance_id in known], tags, now)
+    job_list = list(jobs)
+    idle = idle_groups(job_list)
+    running = sum(1 for j in job_list if j.status == JobStatus.RUNNING)
+    obs = Observation(pool=pool, instances=tuple(policy_instances), startds=tuple(startds),
+                      idle_jobs=tuple(idle), running_jobs=running)
+    return Observed(observation=obs, machines=machines, tags=changes, jobs_running=running,
+                    jobs_idle=sum(g.count for g in idle),
+                    draining=sum(1 for s in startds if s.draining))
