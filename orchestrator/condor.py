@@ -207,6 +207,22 @@ class PoolSource(ABC):
     def idle_jobs(self) -> list[Job]:
         return self.jobs(f"JobStatus == {int(JobStatus.IDLE)}")
 
+    def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
+        """Run an HTCondor command-line tool where this source runs its queries (here for
+        the local bindings; on the central manager for SSM/ssh); return its stdout."""
+        import shlex
+        import subprocess
+
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise CondorError(f"{argv[0]}: {err}") from err
+        if done.returncode != 0:
+            raise CondorError(f"{shlex.join(argv[:2])} failed (exit {done.returncode}): "
+                              f"{done.stderr.strip()[-300:]}")
+        return done.stdout
+
 
 class LocalSource(PoolSource):
     transport = Transport.LOCAL

@@ -76,6 +76,9 @@ class SsmSource(PoolSource):
                           self.timeout_s, comment=f"htcpool {argv[0]}", **kw)
         return decode_remote_output(out, f"{argv[0]} via {self.where}")
 
+    def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
+        return self._run(argv)
+
     def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
 
@@ -124,6 +127,9 @@ class SshSource(PoolSource):
                 f"{remote[0]} failed (exit {done.returncode})"
             raise CondorError(f"{what} via {self.where}: {reason}")
         return done.stdout
+
+    def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
+        return self._run(argv)
 
     def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)

@@ -158,3 +158,12 @@ def test_job_status_values_match_htcondor() -> None:
     assert int(htcondor2.JobStatus.IDLE) == JobStatus.IDLE
     assert int(htcondor2.JobStatus.HELD) == JobStatus.HELD
     assert int(htcondor2.JobStatus.RUNNING) == JobStatus.RUNNING
+
+
+def test_run_tool_locally_maps_failures() -> None:
+    source = LocalSource()
+    assert source.run_tool(["sh", "-c", "echo ok"]) == "ok\n"
+    with pytest.raises(HtcpoolError, match=r"sh -c failed \(exit 4\): bad"):
+        source.run_tool(["sh", "-c", "echo bad >&2; exit 4"])
+    with pytest.raises(HtcpoolError, match="no-such-tool"):
+        source.run_tool(["no-such-tool"])
