@@ -1,0 +1,215 @@
+"""The autoscaler's runtime around the policy: observation assembly and the executor's
+safety rules, with a recording fake cloud (the live behaviour is tested on the sandbox)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
+from orchestrator.autoscaler.executor import Executor, LaunchSpec, fallback_types
+from orchestrator.autoscaler.model import (
+    Drain,
+    Launch,
+    Plan,
+    Removal,
+    RemovalAction,
+    Replacement,
+)
+from orchestrator.autoscaler.observe import IDLE_SINCE_TAG, build
+from orchestrator.cloud_records import Instance, LaunchRequest, State
+from orchestrator.condor import Job, JobStatus, Slot
+
+NOW = 1_800_000_000.0
+
+
+def inst(iid: str, role: str | None = "worker", pool: str | None = "p",
+         state: State = State.RUNNING, tags: dict[str, str] | None = None) -> Instance:
+    all_tags = dict(tags or {})
+    if pool:
+        all_tags["htcpool:pool"] = pool
+    if role:
+        all_tags["htcpool:role"] = role
+    return Instance(id=iid, name=iid, image_id="ami-1", instance_type="c6i.large", state=state,
+                    monitoring="disabled", private_ip="198.18.0.9", private_dns=None,
+                    public_ip=None, zone="us-east-1a", subnet_id="subnet-1",
+                    launch_time="2027-01-15T08:00:00+00:00", tags=all_tags)
+
+
+def slot(iid: str, state: str = "Unclaimed", cpus: int = 2, memory: int = 4096,
+         kind: str = "Partitionable", activity: str = "Idle") -> Slot:
+    return Slot(name=f"slot1@{iid}", machine=f"host-{iid}", state=state, activity=activity,
+                load_avg=0.0, memory_mb=memory, cpus=cpus, gpus=0, slot_type=kind,
+                ec2_instance_id=iid, pool="p", entered_current_state=None)
+
+
+def job(cluster: int, status: JobStatus = JobStatus.IDLE, cpus: int = 1,
+        memory: int = 1024) -> Job:
+    return Job(cluster=cluster, proc=0, owner="alice", status=status, batch_name="",
+               request_cpus=cpus, request_memory_mb=memory, request_gpus=0, qdate=int(NOW) - 60,
+               remote_host=None, hold_reason=None)
+
+
+def test_partitionable_slots_sum_into_one_startd_with_free_and_claimed() -> None:
+    observed = build("p", [inst("i-a")], [
+        slot("i-a", cpus=1, memory=2048),                                # what is left
+        slot("i-a", state="Claimed", cpus=1, memory=2048, kind="Dynamic", activity="Busy"),
+    ], [job(1, JobStatus.RUNNING)], NOW)
+    (sd,) = observed.observation.startds
+    assert (sd.total_cpus, sd.free_cpus, sd.total_memory_mb, sd.free_memory_mb) == \
+        (2, 1, 4096, 2048)
+    assert sd.claimed and sd.unclaimed_since is None
+    assert observed.observation.running_jobs == 1
+    assert observed.machines == {"i-a": "host-i-a"}
+
+
+def test_idle_since_is_recorded_in_a_tag_and_cleared_when_claimed() -> None:
+    first = build("p", [inst("i-a")], [slot("i-a")], [], NOW)
+    assert first.tags.set_idle_since == {"i-a": f"{NOW:.0f}"}
+    assert first.observation.startds[0].unclaimed_since == NOW
+    # After a restart the tag is the memory: the clock keeps running from it.
+    later = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})], [slot("i-a")], [],
+                  NOW)
+    assert later.observation.startds[0].unclaimed_since == 1799999000.0
+    assert later.tags.empty
+    claimed = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})],
+                    [slot("i-a", state="Claimed", kind="Dynamic")], [], NOW)
+    assert claimed.tags.clear_idle_since == ["i-a"]
+
+
+def test_draining_startds_offer_no_free_capacity_and_foreign_startds_are_ignored() -> None:
+    observed = build("p", [inst("i-a")], [slot("i-a", state="Drained", activity="Retiring"),
+                                          slot("i-zzz")], [], NOW)
+    (sd,) = observed.observation.startds
+    assert sd.draining and sd.free_cpus == 0
+    assert observed.draining == 1
+
+
+def test_idle_jobs_are_grouped_by_request_and_cluster() -> None:
+    jobs = [job(1) for _ in range(500)] + [job(2, cpus=4, memory=8192) for _ in range(3)] + \
+        [job(3, JobStatus.HELD)]
+    groups = build("p", [], [], jobs, NOW).observation.idle_jobs
+    assert sorted((g.request_cpus, g.count) for g in groups) == [(1, 500), (4, 3)]
+
+
+@dataclass
+class FakeEC2:
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def create_tags(self, **kw: Any) -> None:
+        self.calls.append(("create_tags", kw))
+
+    def delete_tags(self, **kw: Any) -> None:
+        self.calls.append(("delete_tags", kw))
+
+
+@dataclass
+class FakeCloud:
+    """Records what the executor asks for, like cluster-autoscaler's test cloud provider."""
+
+    ec2: FakeEC2 = field(default_factory=FakeEC2)
+    launches: list[LaunchRequest] = field(default_factory=list)
+    terminated: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+
+    def launch(self, req: LaunchRequest) -> list[Instance]:
+        self.launches.append(req)
+        return [inst(f"i-new{n}") for n in range(req.count)]
+
+    def terminate(self, ids: list[str]) -> list[Instance]:
+        self.terminated += ids
+        return []
+
+    def stop(self, ids: list[str]) -> list[Instance]:
+        self.stopped += ids
+        return []
+
+    def start(self, ids: list[str]) -> list[Instance]:
+        self.started += ids
+        return []
+
+
+@dataclass
+class FakeOps:
+    slots: dict[str, list[Slot]] = field(default_factory=dict)
+    drained: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def drain(self, machines: list[str]) -> dict[str, str]:
+        self.drained += machines
+        return {}
+
+    def cancel_drain(self, machines: list[str]) -> dict[str, str]:
+        self.cancelled += machines
+        return {}
+
+    def slots_of(self, ids: list[str]) -> dict[str, list[Slot]]:
+        return {i: self.slots.get(i, []) for i in ids}
+
+
+SPEC = LaunchSpec(image_id="ami-w", subnets=["subnet-1", "subnet-2"],
+                  security_groups=["sg-1"], instance_profile="p-worker")
+
+
+def _executor(cloud: FakeCloud, ops: FakeOps,
+              config: AutoscalerConfig | None = None) -> tuple[Executor, list[dict[str, Any]]]:
+    events: list[dict[str, Any]] = []
+    ex = Executor(cloud, ops, config or AutoscalerConfig(), lambda: SPEC,  # type: ignore[arg-type]
+                  lambda kind, **f: events.append({"event": kind, **f}))
+    return ex, events
+
+
+def test_executor_never_touches_the_central_manager_or_untagged_instances() -> None:
+    cloud, ops = FakeCloud(), FakeOps()
+    observed = build("p", [inst("i-cm", role="central-manager"), inst("i-x", pool=None),
+                           inst("i-w")], [slot("i-cm"), slot("i-x"), slot("i-w")], [], NOW)
+    plan = Plan(drains=(Drain("i-cm", "bad"), Drain("i-x", "bad")),
+                removals=(Removal("i-cm", RemovalAction.TERMINATE, "bad"),
+                          Removal("i-x", RemovalAction.TERMINATE, "bad")),
+                replacements=(Replacement("i-cm", "c6i.large", "bad"),))
+    ex, events = _executor(cloud, ops)
+    out = ex.execute(plan, observed, cycle="t")
+    assert cloud.terminated == [] and ops.drained == [] and cloud.launches == []
+    assert any("not a tagged worker" in e for e in out.errors)
+    assert any(e["event"] == "refused" for e in events)
+
+
+def test_removal_waits_for_the_drain_and_skips_a_worker_claimed_at_recheck() -> None:
+    cloud = FakeCloud()
+    ops = FakeOps(slots={"i-busy": [slot("i-busy", state="Claimed", kind="Dynamic")],
+                         "i-idle": [slot("i-idle", state="Drained")]})
+    observed = build("p", [inst("i-new"), inst("i-busy"), inst("i-idle")],
+                     [slot("i-new"), slot("i-busy", state="Drained"),
+                      slot("i-idle", state="Drained")], [], NOW)
+    plan = Plan(drains=(Drain("i-new", "idle"),),
+                removals=tuple(Removal(i, RemovalAction.TERMINATE, "idle")
+                               for i in ("i-new", "i-busy", "i-idle")))
+    ex, _ = _executor(cloud, ops)
+    out = ex.execute(plan, observed, cycle="t")
+    assert ops.drained == ["host-i-new"]
+    assert cloud.terminated == ["i-idle"], "only the drained, still unclaimed worker goes"
+    assert sorted(out.kept) == ["i-busy", "i-new"]
+    assert ops.cancelled == ["host-i-busy"], "a claimed worker's drain is cancelled"
+
+
+def test_launches_are_one_request_per_type_with_fallbacks_and_replacements_folded_in() -> None:
+    cloud, ops = FakeCloud(), FakeOps()
+    config = AutoscalerConfig(shapes=(
+        InstanceShape(name="small", cpus=2, memory_mb=4096, price_per_hour=0.1),
+        InstanceShape(name="big", cpus=8, memory_mb=16384, price_per_hour=0.4),
+        InstanceShape(name="tiny", cpus=1, memory_mb=1024, price_per_hour=0.05)))
+    observed = build("p", [inst("i-stuck")], [], [], NOW)
+    plan = Plan(launches=(Launch("small", 3, "need"),),
+                replacements=(Replacement("i-stuck", "small", "never joined"),))
+    ex, events = _executor(cloud, ops, config)
+    out = ex.execute(plan, observed, cycle="c1")
+    assert cloud.terminated == ["i-stuck"]
+    (req,) = cloud.launches
+    assert (req.count, list(req.instance_types), list(req.subnets)) == \
+        (4, ["small", "big"], ["subnet-1", "subnet-2"])
+    assert req.client_token == "htcpool-c1-small"
+    assert req.launched_by == "autoscaler" and req.instance_profile == "p-worker"
+    assert len(out.launched) == 4
+    assert fallback_types(config, "tiny") == ["tiny", "small", "big"]
+    assert [e["event"] for e in events].count("launch") == 1
