@@ -237,7 +237,7 @@ class Cloud:
                 now = self.describe([iid])[0].state
                 if "Max attempts exceeded" in str(err):
                     raise WaitTimeout(f"{iid} did not become {target} within "
-                                      f"{delay * attempts:.0f} s (it is {now})") from err
+                                      f"{delay * attempts:g} s (it is {now})") from err
                 raise HtcpoolError(f"{iid} will not become {target}: it is {now}") from err
         if progress:
             progress(len(ids), len(ids), "")

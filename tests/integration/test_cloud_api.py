@@ -1,0 +1,123 @@
+"""orchestrator.cloud as the autoscaler's executor uses it, against moto. Conditions moto
+cannot produce (capacity errors, instances that never reach a state) are injected with
+botocore `before-call` handlers on the real client."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+from orchestrator.cloud import Cloud, LaunchRequest, Role, State
+from orchestrator.config import Config
+from orchestrator.errors import HtcpoolError, NotFoundError, RefusedError, WaitTimeout
+
+
+@pytest.fixture()
+def cloud(aws: Any) -> Cloud:
+    return Cloud(Config(pool="testpool", region="us-east-1", endpoint_url=aws.endpoint,
+                        aws={"wait_delay_s": 0.05, "wait_timeout_s": 0.5}))  # type: ignore[arg-type]
+
+
+def _query(params: dict[str, Any]) -> dict[str, list[str]]:
+    """The EC2 query-protocol request, as lists of values per key."""
+    body = params["body"]
+    if isinstance(body, dict):
+        return {k: [str(v)] for k, v in body.items()}
+    return parse_qs(body if isinstance(body, str) else body.decode())
+
+
+def _error(code: str) -> tuple[AWSResponse, dict[str, Any]]:
+    return (AWSResponse("http://moto.invalid/", 400, HTTPHeaders(), None),
+            {"Error": {"Code": code, "Message": code}})
+
+
+def request(aws: Any, cloud: Cloud, count: int, types: list[str], token: str = "tok"
+            ) -> LaunchRequest:
+    return LaunchRequest(count=count, image_id=aws.images["20260301-000000"],
+                         instance_types=types, subnets=[aws.subnet], security_groups=[aws.sg],
+                         instance_profile="htcpool-testpool-instance", client_token=token,
+                         launched_by="autoscaler")
+
+
+def test_pool_instances_filters(aws: Any, cloud: Cloud) -> None:
+    assert {i.id for i in cloud.pool_instances()} == {aws.cm, *aws.workers}
+    workers = cloud.pool_instances(roles=[Role.WORKER], states=[State.RUNNING])
+    assert {i.id for i in workers} == set(aws.workers)
+    assert cloud.central_manager().id == aws.cm
+
+
+def test_launch_tags_and_falls_back_on_capacity(aws: Any, cloud: Cloud) -> None:
+    seen: list[dict[str, list[str]]] = []
+
+    def no_large(params: dict[str, Any], **_: Any) -> Any:
+        query = _query(params)
+        seen.append(query)
+        return _error("InsufficientInstanceCapacity") \
+            if query["InstanceType"] == ["c5.large"] else None
+
+    cloud.ec2.meta.events.register("before-call.ec2.RunInstances", no_large)
+    launched = cloud.launch(request(aws, cloud, 2, ["c5.large", "m5.large"]))
+    assert len(launched) == 2 and {i.instance_type for i in launched} == {"m5.large"}
+    assert seen[0]["InstanceType"] == ["c5.large"]
+    assert all(q["MetadataOptions.HttpTokens"] == ["required"] for q in seen)
+    for inst in cloud.describe([i.id for i in launched]):
+        assert inst.pool == "testpool" and inst.role == "worker"
+        assert inst.tags["htcpool:launched-by"] == "autoscaler"
+
+
+def test_launch_reports_no_capacity_anywhere(aws: Any, cloud: Cloud) -> None:
+    cloud.ec2.meta.events.register("before-call.ec2.RunInstances",
+                                   lambda **_: _error("InsufficientInstanceCapacity"))
+    with pytest.raises(HtcpoolError, match=r"launched 0 of 3.*c5\.large in subnet-"):
+        cloud.launch(request(aws, cloud, 3, ["c5.large"]))
+
+
+def test_launch_client_tokens_are_deterministic(aws: Any, cloud: Cloud) -> None:
+    # moto does not honour ClientToken, so check what EC2 would see: the same tokens again.
+    tokens: list[list[str]] = []
+    cloud.ec2.meta.events.register(
+        "before-call.ec2.RunInstances",
+        lambda params, **_: tokens.append(_query(params)["ClientToken"]))
+    cloud.launch(request(aws, cloud, 2, ["t3.small"], token="same"))
+    first = list(tokens)
+    tokens.clear()
+    cloud.launch(request(aws, cloud, 2, ["t3.small"], token="same"))
+    assert tokens == first and all(t[0].startswith("same-0-0-") for t in first)
+
+
+def test_launch_dry_run_and_unknown_ami(aws: Any, cloud: Cloud) -> None:
+    assert cloud.launch(request(aws, cloud, 2, ["t3.small"]), dry_run=True) == []
+    assert len(cloud.pool_instances()) == 3
+    with pytest.raises(NotFoundError, match="unknown AMI ami-12345678"):
+        cloud.image("ami-12345678")  # moto's RunInstances accepts any AMI id; EC2's would not
+
+
+def test_wait_times_out_with_the_current_state(aws: Any, cloud: Cloud) -> None:
+    w = aws.workers[0]
+    stuck = {"Reservations": [{"Instances": [{"InstanceId": w, "State": {"Name": "stopping"},
+                                              "Tags": []}]}]}
+    cloud.ec2.meta.events.register(
+        "before-call.ec2.DescribeInstances",
+        lambda **_: (AWSResponse("http://moto.invalid/", 200, HTTPHeaders(), None), stuck))
+    expected = rf"{w} did not become stopped within 0\.5 s \(it is stopping\)"
+    with pytest.raises(WaitTimeout, match=expected):
+        cloud.wait("stop", [w])
+
+
+def test_wait_fails_fast_on_a_failure_state(aws: Any, cloud: Cloud) -> None:
+    w = aws.workers[0]
+    aws.ec2.terminate_instances(InstanceIds=[w])
+    with pytest.raises(HtcpoolError, match=f"{w} will not become running: it is terminated"):
+        cloud.wait("start", [w])
+
+
+def test_executor_safety(aws: Any, cloud: Cloud) -> None:
+    with pytest.raises(RefusedError):
+        cloud.terminate([aws.cm])
+    with pytest.raises(RefusedError):
+        cloud.terminate([aws.other_pool])
+    assert [i.id for i in cloud.stop(aws.workers)] == aws.workers
+    assert cloud.stop(aws.workers) == []  # already stopping/stopped: nothing to do
