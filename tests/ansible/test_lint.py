@@ -57,3 +57,19 @@ def test_every_role_has_specs_readme_and_documented_defaults() -> None:
             assert name.startswith(role + "_"), name
             assert name in options, f"{name} missing from {role}/meta/argument_specs.yml"
             assert name in readme, f"{name} missing from {role}/README.md"
+
+
+@pytest.mark.parametrize("scenario", ["sandbox", "bake"])
+def test_molecule_scenario_parses_and_its_playbooks_pass_syntax_check(
+        scenario: str, tmp_path: Path) -> None:
+    """The scenarios need the live sandbox to run; here only their config and syntax."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all:\n  hosts: {}\n")
+    env = _env()
+    env.pop("ANSIBLE_CONFIG")
+    env.update({"HTCPOOL_SANDBOX_INVENTORY": str(inventory),
+                "HTCPOOL_SANDBOX_BASE_AMI": "ami-12345678",
+                "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "ephemeral")})
+    proc = subprocess.run([str(BIN / "molecule"), "syntax", "-s", scenario], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
