@@ -23,8 +23,8 @@ from orchestrator.sim.runner import TraceReport, run_trace
 HERE = Path(__file__).resolve().parent
 TRACES = HERE.parent.parent / "shared" / "traces"
 # Extra settings of ours for the wait-vs-cost frontier (run after the timed comparison).
-FRONTIER = ["ours:idle_timeout_s=0", "ours:idle_timeout_s=300", "ours:spare_cores=16",
-            "ours:spare_cores=64", "ours:launch_delay_s=120,idle_timeout_s=30"]
+FRONTIER = ["ours:idle_timeout_s=30", "ours:idle_timeout_s=600", "ours:spare_cores=4",
+            "ours:spare_cores=64", "ours:launch_delay_s=180"]
 
 
 def verdict(rep: TraceReport) -> list[str]:

@@ -152,8 +152,9 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
 
     headroom = max(cfg.max_workers - pool.active, 0)
     new_bins, unsched = new_need(left, booting, cfg, prefer_large=False)
-    if len(new_bins) > headroom:
-        # Short of instance slots: the same need on fewer, larger machines.
+    if pool.active + len(new_bins) > cfg.max_workers // 2:
+        # Running short of instance slots: the same need on fewer, larger machines, or a
+        # pool of small ones full of long jobs would leave the queue stuck at the cap.
         new_bins, unsched = new_need(left, booting, cfg, prefer_large=True)
     need = len(new_bins)
     allowed = min(need, headroom, cfg.max_launch_per_cycle)

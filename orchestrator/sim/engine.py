@@ -43,7 +43,8 @@ class RunResult:
     launches: int
     terminations: int
     plan_calls: int
-    samples: list[tuple[float, int, int]] = field(default_factory=list)  # t, demand, worker cores
+    # (bin start, mean cores asked, mean worker cores), time-weighted over each bin
+    samples: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 class Simulation:
@@ -84,9 +85,10 @@ class Simulation:
         comps: list[tuple[float, int, int]] = []  # (end, job, worker)
         timers: list[tuple[float, int, float]] = []  # (expiry, worker, unclaimed since)
         idle_n = running_n = idle_cores = running_cores = 0
-        samples: list[tuple[float, int, int]] = []
-        next_sample = 0.0
+        samples: list[tuple[float, float, float]] = []
+        bin_start, area_d, area_w, last = 0.0, 0.0, 0.0, 0.0  # time-weighted bins
         plan_calls = 0
+        demand_level = worker_level = 0
         last_neg = last_as = -INF  # a tick is handled once, even if it dirties itself
         i = 0
         t = 0.0
@@ -182,12 +184,19 @@ class Simulation:
                     heapq.heappop(timers)
                 if plan.launches or plan.starts or plan.replacements:
                     match_dirty = True
-            if now >= next_sample:
-                samples.append((now, idle_cores + running_cores, pool.active_cores))
-                next_sample = now + self.sample_step
+            # The levels held from `last` to `now` (set by the previous pass).
+            area_d += (now - last) * demand_level
+            area_w += (now - last) * worker_level
+            last = now
+            if now - bin_start >= self.sample_step:
+                samples.append((bin_start, area_d / (now - bin_start),
+                                area_w / (now - bin_start)))
+                bin_start, area_d, area_w = now, 0.0, 0.0
+            demand_level, worker_level = idle_cores + running_cores, pool.active_cores
             if i >= n and idle_n == 0 and running_n == 0:
                 break
         pool.finish(t)
-        samples.append((t, idle_cores + running_cores, pool.active_cores))
+        if t > bin_start:
+            samples.append((bin_start, area_d / (t - bin_start), area_w / (t - bin_start)))
         return RunResult(np.asarray(start, dtype=np.float64), t, pool.paid_s, pool.paid_core_s,
                          pool.cost, pool.launches, pool.terminations, plan_calls, samples)

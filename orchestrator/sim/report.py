@@ -63,36 +63,35 @@ def plot(rep: TraceReport, directory: Path) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [2, 1]})
-    first = True
-    for name, samples in rep.samples.items():
-        if not samples or name.startswith("ours:"):
-            continue
+    shown = [n for n in ("ours", "old", "parallelcluster", "static-p95") if rep.samples.get(n)]
+    for k, name in enumerate(shown):
+        samples = rep.samples[name]
         t = [s[0] / 86400 for s in samples]
-        if first:
-            ax1.step(t, [s[1] for s in samples], where="post", color="black", lw=0.8,
-                     label="demand (cores asked)")
-            first = False
-        ax1.step(t, [s[2] for s in samples], where="post", lw=0.7, alpha=0.8,
+        if k == 0:
+            ax1.fill_between(t, [s[1] for s in samples], step="post", color="0.8",
+                             label="demand (cores asked)")
+        ax1.step(t, [s[2] for s in samples], where="post", lw=0.8, alpha=0.85,
                  label=f"{name} worker cores")
-    ax1.set_xlabel("days")
+    ax1.set_xlabel("days (bin means)")
     ax1.set_ylabel("cores")
     ax1.set_title(f"{rep.trace}: demand vs workers")
     ax1.legend(fontsize=7, loc="upper right")
-    sweep = sorted((m for m in rep.metrics if m.scenario.startswith("ours")),
-                   key=lambda m: m.cost)
-    ax2.plot([m.cost for m in sweep], [m.wait_p95_s for m in sweep], "o-", color="tab:blue",
-             label="ours (settings)")
+    ours = sorted((m for m in rep.metrics if m.scenario.startswith("ours")),
+                  key=lambda m: m.cost)
+    ax2.plot([m.cost for m in ours], [max(m.wait_p95_s, 1.0) for m in ours], "-",
+             color="tab:blue", lw=0.8, label="ours (settings)")
     for m in rep.metrics:
-        marker = "o" if m.scenario.startswith("ours") else "s"
-        ax2.plot([m.cost], [m.wait_p95_s], marker, ms=5)
-        ax2.annotate(m.scenario, (m.cost, m.wait_p95_s), fontsize=7,
-                     xytext=(3, 3), textcoords="offset points")
+        mine = m.scenario.startswith("ours")
+        ax2.plot([m.cost], [max(m.wait_p95_s, 1.0)], "o" if mine else "s",
+                 color="tab:blue" if mine else "tab:red", ms=5)
+        ax2.annotate(m.scenario.removeprefix("ours:"), (m.cost, max(m.wait_p95_s, 1.0)),
+                     fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax2.axvline(rep.bounds.cost, color="grey", ls="--", lw=0.8, label="cost bound")
-    ax2.axhline(rep.bounds.wait_s, color="grey", ls=":", lw=0.8, label="wait bound")
+    ax2.axhline(rep.bounds.wait_s, color="grey", ls=":", lw=0.8, label="cold-start wait")
     ax2.set_xlabel("cost $")
-    ax2.set_ylabel("p95 wait s")
-    ax2.set_yscale("symlog")
-    ax2.set_title("wait vs cost")
+    ax2.set_ylabel("p95 wait s (log)")
+    ax2.set_yscale("log")
+    ax2.set_title("p95 wait vs cost: ours (blue) and the others")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     path = directory / f"sim-{rep.trace}.png"

@@ -32,7 +32,7 @@ class TraceReport:
     demand_p95_cores: float
     bounds: Bounds
     metrics: list[Metrics]
-    samples: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
+    samples: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
