@@ -47,11 +47,16 @@ def _chunks(items: Sequence[str], size: int = 200) -> Iterator[list[str]]:
 
 
 def make_session(config: Config) -> boto3.Session:
+    """The run's one boto3 session. Region: htcpool's settings, else AWS_REGION (which
+    botocore itself ignores), else AWS_DEFAULT_REGION or the profile's."""
+    import os
+
     import boto3
     import botocore.exceptions
 
+    region = config.region or os.environ.get("AWS_REGION") or None
     try:
-        return boto3.Session(profile_name=config.profile, region_name=config.region)
+        return boto3.Session(profile_name=config.profile, region_name=region)
     except botocore.exceptions.ProfileNotFound as err:
         raise HtcpoolError(f"AWS profile '{config.profile}' not found") from err
 

@@ -83,13 +83,16 @@ def say(message: str) -> None:
 
 
 def progress_printer(verb: str) -> Callable[[int, int, str], None]:
-    """A callback for Cloud.wait: a line per instance as it is waited for."""
+    """A callback for Cloud.wait: one line per instance, or one line rewritten on a TTY."""
+    tty = sys.stderr.isatty()
 
     def report(done: int, total: int, current: str) -> None:
-        if current:
-            say(f"waiting for {current} to be {verb} ({done}/{total} done)")
+        text = (f"waiting for {current} to be {verb} ({done}/{total} done)" if current
+                else f"all {total} {verb}")
+        if tty:
+            click.echo(f"\r\x1b[K{text}", err=True, nl=not current)
         else:
-            say(f"all {total} {verb}")
+            say(text)
 
     return report
 

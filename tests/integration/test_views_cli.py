@@ -60,6 +60,14 @@ def test_no_region_is_one_line(aws: Any, cli: Any, monkeypatch: Any) -> None:
     assert r.code != 0 and "no AWS region" in one_line_error(r)
 
 
+def test_aws_region_variable_is_honoured(aws: Any, cli: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("HTCPOOL_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    zones = json.loads(cli("zones", "--json").out)
+    assert zones and all(z["region"] == "eu-west-3" for z in zones)
+
+
 def test_unknown_profile_is_one_line(aws: Any, cli: Any) -> None:
     r = cli("--profile", "nosuch", "zones")
     assert r.code != 0 and "profile 'nosuch' not found" in one_line_error(r)
