@@ -9,10 +9,9 @@ the workers trust (IDTOKENS).
 from __future__ import annotations
 
 import shlex
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
 
-from orchestrator.condor import CondorError, PoolSource, Slot
+from orchestrator.condor import PoolSource, Slot
 
 DRAIN_REASON = "htcpool autoscaler: idle past idle_timeout_s"
 
@@ -22,13 +21,7 @@ class CondorOps:
         self.source = source
 
     def _run(self, argv: list[str]) -> str:
-        runner = getattr(self.source, "_run", None)  # SsmSource and SshSource
-        if runner is not None:
-            return str(runner(argv))
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        if proc.returncode != 0:
-            raise CondorError(f"{shlex.join(argv[:2])} failed: {proc.stderr.strip()[-300:]}")
-        return proc.stdout
+        return self.source.run_tool(argv)
 
     def drain(self, machines: Sequence[str]) -> dict[str, str]:
         """Graceful drain (running jobs finish; no new ones start). Returns errors by machine."""
