@@ -37,6 +37,21 @@ File format (every key optional; unknown keys are errors that name the key):
     playbooks_dir = "playbooks"
     inventory = "inventory/aws_ec2.yml"
 
+    [autoscaler]                      # see orchestrator/autoscaler/config.py for every key
+    policy = "binpack"                # binpack | naive | parallelcluster
+    interval_s = 20
+    idle_timeout_s = 150
+    join_timeout_s = 600
+    min_workers = 0
+    max_workers = 100
+    max_launch_per_cycle = 100
+    warm_pool = false                 # stop idle workers instead of terminating them
+    [[autoscaler.shapes]]             # the instance types it may launch
+    name = "c6i.large"
+    cpus = 2
+    memory_mb = 4096
+    price_per_hour = 0.085
+
 Environment: HTCPOOL_POOL, HTCPOOL_REGION, HTCPOOL_PROFILE, HTCPOOL_ENDPOINT_URL (also read
 by the CLI flags of the same names) and HTCPOOL_TRANSPORT.
 """
@@ -52,6 +67,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrator.autoscaler.config import AutoscalerConfig
 from orchestrator.errors import ConfigError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -99,6 +115,7 @@ class Config(_Section):
     condor: CondorSettings = Field(default_factory=CondorSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     provision: ProvisionSettings = Field(default_factory=ProvisionSettings)
+    autoscaler: AutoscalerConfig = Field(default_factory=AutoscalerConfig)
     source: str | None = Field(default=None, exclude=True)  # the file it came from, if any
 
     @field_validator("pool")

@@ -40,15 +40,13 @@ def _spec_factory(cloud: Cloud, config: Config) -> Any:
 
 def build_autoscaler(ctx: click.Context, transport: str | None,
                      emit: Any = None) -> Autoscaler:
-    from orchestrator.autoscaler.config import AutoscalerConfig
     from orchestrator.autoscaler.loop import Autoscaler
     from orchestrator.condor import open_source
 
     config = settings(ctx)
     cloud = get_cloud(ctx, config)
     source = open_source(config, lambda: cloud, transport)
-    as_config = getattr(config, "autoscaler", None) or AutoscalerConfig()
-    return Autoscaler(cloud, source, as_config, _spec_factory(cloud, config), emit=emit)
+    return Autoscaler(cloud, source, config.autoscaler, _spec_factory(cloud, config), emit=emit)
 
 
 def _result_json(result: PassResult) -> dict[str, Any]:
