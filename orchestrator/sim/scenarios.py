@@ -57,7 +57,8 @@ def demand_percentile(trace: Trace, q: float) -> float:
 # name -> (label, overrides of our defaults). Ours first; the rest are for comparison.
 OUR_SETTINGS: dict[str, tuple[str, dict[str, object]]] = {
     "ours": ("Ours (defaults)", {}),
-    "ours-cost": ("Ours, cost-leaning (launch_delay_s 60)", {"launch_delay_s": 60.0}),
+    "ours-cost": ("Ours, cost-leaning (idle_timeout_s 30, launch_delay_s 120)",
+                  {"idle_timeout_s": 30.0, "launch_delay_s": 120.0}),
     "ours-wait": ("Ours, wait-leaning (spare_cores 16, idle_timeout_s 300)",
                   {"spare_cores": 16, "idle_timeout_s": 300.0}),
 }

@@ -179,3 +179,20 @@ def test_cli_json(tmp_path: Path) -> None:
     names = [m["scenario"] for m in data[0]["metrics"]]
     assert names == ["ours", "ours-cost", "ours-wait", "old", "parallelcluster", "static-p95"]
     assert (tmp_path / "figs" / "sim-t.png").is_file()
+
+
+def test_job_queue_splits_by_age_and_compacts() -> None:
+    from orchestrator.sim.jobqueue import JobQueue
+
+    submit = [0.0, 10.0, 20.0, 30.0, 40.0]
+    q = JobQueue(submit)
+    for j in range(5):
+        q.push((1, 1024), j)
+    q.push((2, 2048), 4)
+    view = q.observe(now=45.0, ready_after_s=20.0)  # jobs at <= 25 s are ready
+    assert [(i.request_cpus, i.count, i.qdate) for i in view] == [
+        (1, 3, 20.0), (1, 2, 40.0), (2, 1, 40.0)]
+    assert q.next_ready(45.0, 20.0) == 50.0  # job 3 (30 s) becomes ready
+    assert q.next_ready(45.0, 0.0) == math.inf
+    assert [q.pop((1, 1024)) for _ in range(5)] == [0, 1, 2, 3, 4]
+    assert [k for _, k in q.by_age()] == [(2, 2048)]
