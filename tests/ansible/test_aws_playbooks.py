@@ -129,3 +129,57 @@ def test_teardown_removes_the_pools_resources_and_nothing_else(endpoint: str,
     assert "htcpool-htcpool" not in groups
     roles = [r["RoleName"] for r in client("iam", endpoint).list_roles()["Roles"]]
     assert "htcpool-htcpool-instance" not in roles
+
+
+def test_bake_cleans_up_leftover_builders_and_rotates_images(endpoint: str,
+                                                             tmp_path: Path) -> None:
+    """The bake's own steps that need no builder host: a re-run terminates builders a failed
+    run left behind (and only those), and rotation keeps the newest N images of the pool
+    and deregisters the others with their snapshots."""
+    ec2 = client("ec2", endpoint)
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+    def launch(tags: dict[str, str]) -> str:
+        spec = [{"ResourceType": "instance",
+                 "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        return str(ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                     TagSpecifications=spec)["Instances"][0]["InstanceId"])
+
+    leftover = launch({"htcpool:pool": "htcpool", "htcpool:role": "builder"})
+    ec2.stop_instances(InstanceIds=[leftover])
+    worker = launch({"htcpool:pool": "htcpool", "htcpool:role": "worker"})
+    other_builder = launch({"htcpool:pool": "other", "htcpool:role": "builder"})
+
+    images = {}
+    for version in ("20260101-000000", "20260201-000000", "20260301-000000", "20260401-000000"):
+        images[version] = ec2.create_image(
+            InstanceId=worker, Name=f"htcpool-htcpool-worker-{version}",
+            TagSpecifications=[{"ResourceType": "image", "Tags": [
+                {"Key": "htcpool:pool", "Value": "htcpool"},
+                {"Key": "htcpool:role", "Value": "worker-image"},
+                {"Key": "htcpool:version", "Value": version}]}])["ImageId"]
+    other_image = ec2.create_image(InstanceId=other_builder, Name="other-image",
+                                   TagSpecifications=[{"ResourceType": "image", "Tags": [
+                                       {"Key": "htcpool:pool", "Value": "other"},
+                                       {"Key": "htcpool:role", "Value": "worker-image"},
+                                       {"Key": "htcpool:version", "Value": "20200101-000000"}]}]
+                                   )["ImageId"]
+    snapshots = {
+        version: [m["Ebs"]["SnapshotId"] for m in
+                  ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"]
+                  if "Ebs" in m]
+        for version, image in images.items()}
+
+    rc, out, _ = play(endpoint, tmp_path, "bake_worker_image.yml", "--tags", "cleanup,rotate",
+                      "-e", "htcpool_bake_keep_images=2")
+    assert rc == 0, out
+
+    states = {i["InstanceId"]: i["State"]["Name"]
+              for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert states[leftover] == "terminated"
+    assert states[worker] == "running" and states[other_builder] == "running"
+    remaining = {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
+    assert remaining == {images["20260301-000000"], images["20260401-000000"], other_image}
+    left_snapshots = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    for version in ("20260101-000000", "20260201-000000"):
+        assert not set(snapshots[version]) & left_snapshots
