@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 TRACES = HERE.parent.parent / "shared" / "traces"
 # Extra settings of ours for the wait-vs-cost frontier (run after the timed comparison).
 FRONTIER = ["ours:idle_timeout_s=30", "ours:idle_timeout_s=600", "ours:spare_cores=4",
-            "ours:spare_cores=64", "ours:launch_delay_s=180"]
+            "ours:spare_cores=64", "ours:spare_cores=128"]
 
 
 def verdict(rep: TraceReport) -> list[str]:
@@ -39,9 +39,9 @@ def verdict(rep: TraceReport) -> list[str]:
         ok = [m for m in rep.metrics if m.scenario.startswith("ours")
               and m.wait_p95_s <= b.wait_p95_s]
         best = min(ok, key=lambda m: m.cost) if ok else None
-        front = (f"{best.scenario} ${best.cost:,.0f} ({best.cost / b.cost - 1:+.0%})"
+        front = (f"{best.scenario} ${best.cost:,.0f} ({best.cost / b.cost - 1:+.1%})"
                  if best else "none")
-        cells += [f"{'yes' if cheaper and wait_ok else 'no'} (cost {ours.cost / b.cost - 1:+.0%},"
+        cells += [f"{'yes' if cheaper and wait_ok else 'no'} (cost {ours.cost / b.cost - 1:+.1%},"
                   f" p95 {ours.wait_p95_s - b.wait_p95_s:+.0f} s)", front]
     util = ours.utilization
     cells.append(f"{util:.2f} ({'yes' if util >= 0.85 else 'no'})")
@@ -80,7 +80,8 @@ def main() -> None:
         rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
         timing.append(f"| {rep.trace} | {rep.jobs_simulated:,} | {wall:.0f} | "
-                      f"{sum(m.cpu_s for m in rep.metrics):.0f} | {rss:.0f} |")
+                      f"{sum(m.cpu_s for m in rep.metrics):.0f} | "
+                      f"{max(m.cpu_s for m in rep.metrics):.0f} | {rss:.0f} |")
         if not args.no_frontier:
             extra = run_trace(path, params, FRONTIER, max_jobs=args.max_jobs,
                               processes=args.processes)
@@ -121,8 +122,8 @@ def main() -> None:
         "",
         "Replay of the six compared settings (two processes); CPU is the sum over settings.",
         "",
-        "| trace | jobs | wall s | CPU s | peak RSS MB |",
-        "|---|---|---|---|---|",
+        "| trace | jobs | wall s | CPU s | slowest setting CPU s | peak RSS MB |",
+        "|---|---|---|---|---|---|",
         *timing,
         "",
         "One `plan()` call at scale (`bench/policy_scale.py`, best of 5, CPU):",
