@@ -185,9 +185,11 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     drains, removals, swaps = _scale_in(pool, cfg, now, busy_owners, len(wanted),
                                         spare - target if target else None, notes)
     wanted += swaps[:max(min(headroom, cfg.max_launch_per_cycle) - len(wanted), 0)]
-    starts, launches = _starts_and_launches(
-        wanted, pool, cfg, f"{idle_total} idle jobs; {jobs_new} need new capacity beyond "
-        f"free and booting ({len(pool.booting)} booting)")
+    why = (f"{idle_total} idle jobs; {jobs_new} need new capacity beyond free and booting "
+           f"({len(pool.booting)} booting)")
+    if len(wanted) > allowed:
+        why += f"; spare cores {spare} of target {target}, min_workers {cfg.min_workers}"
+    starts, launches = _starts_and_launches(wanted, pool, cfg, why)
 
     replacements = tuple(
         Replacement(i.instance_id, i.instance_type,
@@ -199,7 +201,9 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
         Unschedulable(g.cpus, g.memory_mb, g.gpus, g.count, tuple(g.clusters),
                       f"no shape offers {g.cpus} cpus, {g.memory_mb} MB, {g.gpus} gpus")
         for g in unsched)
-    desired = min(max(pool.active + need - len(removals), cfg.min_workers), cfg.max_workers)
+    extra_wanted = len(wanted) - allowed  # spare, min_workers, swaps
+    desired = min(max(pool.active + need + extra_wanted - len(removals), cfg.min_workers),
+                  cfg.max_workers)
     if pool.stopped and not cfg.warm_pool:
         notes.append(f"{len(pool.stopped)} stopped workers left alone (warm_pool off)")
     return Plan(launches=launches, starts=starts, drains=drains, removals=removals,
