@@ -15,6 +15,7 @@ The autoscaler calls `source.slots()` (startd ads, with `ec2_instance_id`) and
 
 from __future__ import annotations
 
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -163,7 +164,12 @@ def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
     if not text.startswith("["):
         raise CondorError(f"unexpected output instead of JSON ads: {text.splitlines()[0][:120]}")
     try:
-        ads = list(classad2.parseAds(text, classad2.ParserType.JSON))
+        # The bindings' JSON stream parser (25.x) stops after the first ad of a list, so the
+        # list is split with json and each ad parsed (and later evaluated) by classad2.
+        raw = json.loads(text)
+        if not isinstance(raw, list):
+            raise ValueError("not a list of ads")
+        ads = [classad2.parseOne(json.dumps(item), classad2.ParserType.JSON) for item in raw]
     except Exception as err:
         raise CondorError(f"cannot parse the ads returned: {err}") from err
     names = list(attrs)

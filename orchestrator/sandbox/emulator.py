@@ -34,9 +34,15 @@ STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 4
 SSM_OUTPUT_LIMIT = 24000  # what GetCommandInvocation returns inline on AWS
 
 
+# instance id -> [(epoch, state)]: the emulator's own record of every transition, so the
+# demo and the tests can account for instance-seconds independently of the orchestrator.
+TRANSITIONS: dict[str, list[tuple[float, str]]] = {}
+
+
 def _set_state(instance: Any, name: str) -> None:
     instance._state.name = name
     instance._state.code = STATE_CODES[name]
+    TRANSITIONS.setdefault(instance.id, []).append((time.time(), name))
 
 
 class HostWorker:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from orchestrator.sandbox.emulator import Emulator
+from orchestrator.sandbox.emulator import TRANSITIONS, Emulator
 
 log = logging.getLogger("htcpool.sandbox.http")
 
@@ -228,6 +228,7 @@ class Front:
                 "tags": {t["key"]: t["value"] for t in inst.get_tags()},
                 "nspawn_pid": host.proc.pid if host and host.running and host.proc else None,
                 "disk": str(host.disk) if host else None,
+                "transitions": TRANSITIONS.get(inst.id, []),
             })
         return out
 

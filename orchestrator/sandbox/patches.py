@@ -138,7 +138,15 @@ def install(emu: Emulator) -> None:
         if any(a.name == name for a in self.amis.values()):
             raise EC2ClientError("InvalidAMIName.Duplicate",
                                  f"AMI name {name} is already in use by another AMI")
-        ami = orig_create_image(self, instance_id, name, description, tag_specifications)
+        # moto rejects snapshot tag specifications; EC2 applies them to the new snapshots.
+        image_specs = [t for t in tag_specifications if t.get("ResourceType") != "snapshot"]
+        snapshot_tags = [tag for t in tag_specifications if t.get("ResourceType") == "snapshot"
+                         for tag in t.get("Tags", [])]
+        ami = orig_create_image(self, instance_id, name, description, image_specs)
+        snapshot = getattr(ami, "ebs_snapshot", None)
+        for tag in snapshot_tags:
+            if snapshot is not None:
+                snapshot.add_tag(tag["Key"], tag["Value"])
         emu.on_create_image(ami, instance_id)
         return ami
 

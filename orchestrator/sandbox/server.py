@@ -46,6 +46,8 @@ def ensure_ssh_key(path: Path) -> str:
 def serve(settings: SandboxSettings) -> int:
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+    # AWS managed policies (AmazonSSMManagedInstanceCore, ...) exist in every account.
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     log = logging.getLogger("htcpool.sandbox")
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
