@@ -135,8 +135,7 @@ class Autoscaler:
                    running_jobs=observed.jobs_running,
                    actions=sum(1 for _ in plan.actions()))
         for action in plan.actions():
-            self.event("decide", action=type(action).__name__.lower(),
-                       **{k: v for k, v in _fields(action).items()})
+            self.event("decide", decision=type(action).__name__.lower(), **_fields(action))
         for u in plan.unschedulable:
             self.event("unschedulable", count=u.count, request_cpus=u.request_cpus,
                        request_memory_mb=u.request_memory_mb, request_gpus=u.request_gpus,

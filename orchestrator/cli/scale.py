@@ -95,7 +95,7 @@ def _print_result(result: PassResult, dry_run: bool) -> None:
         if event["event"] == "decide":
             target = event.get("instance_id") or f"{event.get('count', '')} x " \
                                                  f"{event.get('instance_type', '')}"
-            rows.append((event["action"], target, event.get("reason", "")))
+            rows.append((event["decision"], target, event.get("reason", "")))
     if rows:
         print_table("plan" + (" (dry run: nothing done)" if dry_run else ""),
                     ["action", "target", "reason"], rows)
@@ -133,6 +133,7 @@ def autoscale(ctx: click.Context, interval_s: float | None, dry_run: bool,
     from orchestrator.autoscaler.lease import Lease
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     autoscaler = build_autoscaler(ctx, transport,
                                   emit=lambda r: click.echo(json.dumps(r, default=str), err=True))
     if interval_s is not None:
