@@ -6,27 +6,17 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from conftest import BIN, REPO
+from htcpool_testlib import BIN, REPO
 
 
 @pytest.fixture
-def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    # AWS managed policies (AmazonSSMManagedInstanceCore) exist in moto only on request.
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def endpoint(moto_endpoint: str) -> str:
+    return moto_endpoint
 
 
 def client(service: str, endpoint: str) -> Any:
@@ -70,7 +60,8 @@ def test_aws_resources_are_idempotent_and_least_privilege(endpoint: str, tmp_pat
     iam = client("iam", endpoint)
     iam.get_instance_profile(InstanceProfileName="htcpool-htcpool-instance")
     attached = iam.list_attached_role_policies(RoleName="htcpool-htcpool-instance")
-    assert [p["PolicyName"] for p in attached["AttachedPolicies"]] == ["AmazonSSMManagedInstanceCore"]
+    names = [p["PolicyName"] for p in attached["AttachedPolicies"]]
+    assert names == ["AmazonSSMManagedInstanceCore"]
     inline = iam.get_role_policy(RoleName="htcpool-htcpool-instance",
                                  PolicyName="htcpool-parameters")["PolicyDocument"]
     assert inline["Statement"][0]["Resource"] == \
@@ -180,6 +171,7 @@ def test_bake_cleans_up_leftover_builders_and_rotates_images(endpoint: str,
     assert states[worker] == "running" and states[other_builder] == "running"
     remaining = {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]}
     assert remaining == {images["20260301-000000"], images["20260401-000000"], other_image}
-    left_snapshots = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    left = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    left_snapshots = {s["SnapshotId"] for s in left}
     for version in ("20260101-000000", "20260201-000000"):
         assert not set(snapshots[version]) & left_snapshots

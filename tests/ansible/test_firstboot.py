@@ -14,10 +14,11 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import pytest
-from conftest import ROLES
+from htcpool_testlib import ROLES
 
 SCRIPT = ROLES / "htcondor_worker" / "files" / "htcpool-worker-firstboot.py"
 INSTANCE_ID = "i-0abc1234def567890"
@@ -27,11 +28,12 @@ def make_token(issuer: str) -> str:
     def b64(data: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
-    return f"{b64({'alg': 'HS256', 'kid': 'POOL'})}.{b64({'iss': issuer, 'sub': 'condor@' + issuer})}.c2ln"
+    header = b64({"alg": "HS256", "kid": "POOL"})
+    return f"{header}.{b64({'iss': issuer, 'sub': 'condor@' + issuer})}.c2ln"
 
 
 class FakeImds(BaseHTTPRequestHandler):
-    tags: dict[str, str] = {}
+    tags: ClassVar[dict[str, str]] = {}
     token = "imds-session-token"
 
     def log_message(self, *args: object) -> None:
@@ -44,14 +46,14 @@ class FakeImds(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         if self.path == "/latest/api/token" and self.headers.get(
                 "X-aws-ec2-metadata-token-ttl-seconds"):
             self._send(200, self.token)
         else:
             self._send(400)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.headers.get("X-aws-ec2-metadata-token") != self.token:
             self._send(401)
             return
@@ -76,14 +78,8 @@ def imds() -> Iterator[str]:
 
 
 @pytest.fixture
-def ssm_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def ssm_endpoint(moto_endpoint: str) -> str:
+    return moto_endpoint
 
 
 def run_script(tmp_path: Path, imds: str, endpoint: str, timeout: str = "20",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import REPO
+from htcpool_testlib import REPO
 
 IAM = REPO / "iam"
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
-from conftest import BIN, REPO
+from htcpool_testlib import BIN, REPO
 
 
 def plain(value: object) -> object:
@@ -23,14 +22,8 @@ def plain(value: object) -> object:
 
 
 @pytest.fixture
-def endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def endpoint(moto_endpoint: str) -> str:
+    return moto_endpoint
 
 
 def test_groups_come_from_the_tags(endpoint: str, tmp_path: Path) -> None:

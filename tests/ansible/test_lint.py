@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO
+from htcpool_testlib import BIN, REPO
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import OFFICIAL, PLATFORMS, UNSUPPORTED, make_check_runner
+from htcpool_testlib import OFFICIAL, PLATFORMS, UNSUPPORTED, make_check_runner
 
 REPO_TASKS = (
     "Ensure the HTCondor signing key is present.",
@@ -131,7 +131,8 @@ def test_unsupported_platform_fails_before_touching_the_host(check_role: Any, ho
     run = check_role("htcondor_common", {host: UNSUPPORTED[host]}, ignore_errors=False)
     assert run.returncode != 0
     failed = [r for r in run.for_host(host) if r["status"] == "failed"]
-    assert failed and failed[0]["name"].endswith("Fail early on a distribution the role does not support.")
+    assert failed
+    assert failed[0]["name"].endswith("Fail early on a distribution the role does not support.")
     assert "does not support" in (failed[0]["msg"] or "")
     assert "Nothing was installed" in (failed[0]["msg"] or "")
     names = [r["name"] for r in run.for_host(host)]
@@ -151,4 +152,5 @@ def test_weakened_security_is_refused(check_role: Any) -> None:
                      {"htcondor_common_allow_extra": {"WRITE": ["*"]}}, ignore_errors=False)
     assert run.returncode != 0
     failed = [r for r in run.for_host("debian12") if r["status"] == "failed"]
-    assert failed[0]["name"].endswith("Fail early on settings weaker than the pool's security baseline.")
+    assert failed[0]["name"].endswith(
+        "Fail early on settings weaker than the pool's security baseline.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import PLATFORMS
+from htcpool_testlib import PLATFORMS
 
 SECRET = "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.eyJpc3MiOiJodGNwb29sIn0.c2VjcmV0LXNpZ25hdHVyZQ"
 
@@ -34,7 +34,8 @@ def test_image_mode_writes_no_pool_secret(check_role: Any) -> None:
     records = run.for_host("debian13")
     assert SECRET not in json.dumps([r["args"] for r in records])
     written = [path for _, path in touched_paths(run, "debian13")]
-    assert not any(p.startswith(("/etc/condor/tokens.d", "/etc/condor/passwords.d")) for p in written)
+    secret_dirs = ("/etc/condor/tokens.d", "/etc/condor/passwords.d")
+    assert not any(p.startswith(secret_dirs) for p in written)
     assert "/etc/condor/config.d/90-htcpool-pool.conf" not in written
     assert "/etc/systemd/system/htcpool-worker-firstboot.service" in written
     removed = run.task("debian13", "Ensure no pool secret or membership is baked into the image.")
@@ -72,7 +73,8 @@ def test_central_manager_keeps_the_signing_key(check_role: Any) -> None:
                      {"private_dns_name": "ip-10-0-0-4.ec2.internal"})
     written = dict(touched_paths(run, "rocky9"))
     assert "/etc/condor/config.d/20-htcpool-central-manager.conf" in written.values()
-    key = run.task("rocky9", "Ensure the pool's IDTOKENS signing key exists (central manager only).")
+    key = run.task("rocky9",
+                   "Ensure the pool's IDTOKENS signing key exists (central manager only).")
     assert key["args"]["creates"] == "/etc/condor/passwords.d/POOL"
     assert "condor_store_cred add -c -i" in key["args"]["cmd"]
     token = run.task("rocky9", "Ensure the pool token exists.")

@@ -7,7 +7,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import OFFICIAL, PLATFORMS, condor_config, render_string, render_template, role_vars
+from htcpool_testlib import (
+    OFFICIAL,
+    PLATFORMS,
+    condor_config,
+    render_string,
+    render_template,
+    role_vars,
+)
 
 DEB = ["debian12", "debian13", "ubuntu2204", "ubuntu2404"]
 ALL = sorted(PLATFORMS)

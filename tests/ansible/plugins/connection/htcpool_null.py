@@ -27,7 +27,8 @@ class Connection(ConnectionBase):
         self._connected = True
         return self
 
-    def exec_command(self, cmd: str, in_data: Any = None, sudoable: bool = True) -> tuple[int, bytes, bytes]:
+    def exec_command(self, cmd: str, in_data: Any = None,
+                     sudoable: bool = True) -> tuple[int, bytes, bytes]:
         # Answer Ansible's "make a temporary directory" probe so tasks reach their module
         # (and fail there) instead of marking the host unreachable.
         match = re.search(r"echo (ansible-tmp-[\w.-]+)=", cmd)
