@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -120,7 +121,9 @@ def main() -> None:
         *tables,
         "### Speed",
         "",
-        "Replay of the six compared settings (two processes); CPU is the sum over settings.",
+        "Replay of the six compared settings (two processes); CPU is the sum over settings. "
+        f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall "
+        "times stretch when other work shares the machine; CPU times do not).",
         "",
         "| trace | jobs | wall s | CPU s | slowest setting CPU s | peak RSS MB |",
         "|---|---|---|---|---|---|",
