@@ -19,6 +19,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_STATE_DIR = Path(os.environ.get("HTCPOOL_TEST_SANDBOX_DIR", "/tmp/htcpool-tests/sandbox"))
+# Index 1 (its own bridge, names and 198.19.0.0/16), so a developer's sandbox (index 0) or
+# `make demo` can stay up while the tests run.
+TEST_SANDBOX_INDEX = int(os.environ.get("HTCPOOL_TEST_SANDBOX_INDEX", "1"))
 
 
 @dataclass
@@ -48,6 +51,7 @@ class SandboxHandle:
             "HTCPOOL_ENDPOINT_URL": self.endpoint_url,
             "HTCPOOL_REGION": self.state["region"],
             "HTCPOOL_SANDBOX_DIR": str(self.settings.state_dir),
+            "HTCPOOL_SANDBOX_INDEX": str(self.settings.index),
             "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
         })
         env.pop("AWS_PROFILE", None)
@@ -121,7 +125,7 @@ def _need_root() -> None:
 def sandbox_settings() -> Any:
     from orchestrator.sandbox.settings import SandboxSettings
 
-    return SandboxSettings(state_dir=TEST_STATE_DIR)
+    return SandboxSettings(state_dir=TEST_STATE_DIR, index=TEST_SANDBOX_INDEX)
 
 
 @pytest.fixture(scope="session")
@@ -173,3 +177,51 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     # Lifecycle tests bring sandboxes up and down themselves: run them before the session
     # sandbox exists.
     items.sort(key=lambda item: 0 if item.get_closest_marker("lifecycle") else 1)
+
+
+@dataclass
+class PoolHandle:
+    """A bootstrapped pool on the session sandbox: central manager + baked worker image."""
+
+    sandbox: SandboxHandle
+    pool: Any  # orchestrator.sandbox.pool.SandboxPool
+    config_file: Path
+
+    @property
+    def cm(self) -> str:
+        return str(self.pool.central_manager)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**self.sandbox.env(), "HTCPOOL_CONFIG": str(self.config_file), **extra}
+
+    def htcpool(self, *args: str, check: bool = True, timeout: float = 600
+                ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(REPO / ".venv" / "bin" / "htcpool"), *args], env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"htcpool {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def workers(self, states: tuple[str, ...] = ("pending", "running", "stopping", "stopped")
+                ) -> list[dict[str, Any]]:
+        ec2 = self.sandbox.client("ec2")
+        res = ec2.describe_instances(Filters=[
+            {"Name": "tag:htcpool:pool", "Values": [self.pool.config.pool]},
+            {"Name": "tag:htcpool:role", "Values": ["worker"]},
+            {"Name": "instance-state-name", "Values": list(states)}])["Reservations"]
+        return [i for r in res for i in r["Instances"]]
+
+
+@pytest.fixture(scope="session")
+def sandbox_pool(sandbox: SandboxHandle) -> Iterator[PoolHandle]:
+    """aws_resources.yml, a central manager, bootstrap.yml and bake_worker_image.yml, run
+    once per session the way the README tells users to (about three minutes)."""
+    from orchestrator.sandbox.pool import aws_environment, build_pool, config_toml
+
+    with aws_environment(sandbox.state):
+        built = build_pool(sandbox.state, progress=lambda m: print(f"[pool] {m}", flush=True),
+                           max_workers=10, idle_timeout_s=15.0, interval_s=3.0)
+        config_file = Path(sandbox.settings.state_dir) / "htcpool.toml"
+        config_file.write_text(config_toml(built.config))
+        yield PoolHandle(sandbox=sandbox, pool=built, config_file=config_file)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import NotFoundError, SandboxError
-from orchestrator.sandbox.settings import BRIDGE, NAME_PREFIX, SandboxSettings
+from orchestrator.sandbox.settings import SandboxSettings
 
 Progress = Callable[[str], None]
 UP_TIMEOUT_S = 120.0
@@ -70,8 +70,9 @@ def up(settings: SandboxSettings, progress: Progress = print) -> dict[str, Any]:
         return state
     other = active_elsewhere(settings)
     if other is not None:
-        raise SandboxError(f"another sandbox is running from {other} (bridge {BRIDGE} is "
-                           f"taken); stop it with HTCPOOL_SANDBOX_DIR={other} htcpool sandbox down")
+        raise SandboxError(f"sandbox {settings.index} is already running from {other}; stop it "
+                           f"with HTCPOOL_SANDBOX_DIR={other} htcpool sandbox down, or use "
+                           f"HTCPOOL_SANDBOX_INDEX={1 - settings.index} for a second one")
     sweep(settings, progress=lambda _m: None)  # leftovers of a crashed sandbox
     try:
         from orchestrator.sandbox.image import ensure_base_image
@@ -81,7 +82,8 @@ def up(settings: SandboxSettings, progress: Progress = print) -> dict[str, Any]:
         log = open(settings.log_file, "ab")  # noqa: SIM115 (handed to the daemon)
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.sandbox.server",
-             "--state-dir", str(settings.state_dir), "--port", str(settings.port)],
+             "--state-dir", str(settings.state_dir), "--port", str(settings.port),
+             "--index", str(settings.index)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]))
         log.close()
@@ -113,7 +115,8 @@ def active_elsewhere(settings: SandboxSettings) -> str | None:
             continue
         if "orchestrator.sandbox.server" in args and "--state-dir" in args:
             other = args[args.index("--state-dir") + 1]
-            if Path(other).resolve() != settings.state_dir.resolve():
+            index = int(args[args.index("--index") + 1]) if "--index" in args else 0
+            if index == settings.index and Path(other).resolve() != settings.state_dir.resolve():
                 return other
     return None
 
@@ -171,11 +174,11 @@ def leftovers(settings: SandboxSettings) -> dict[str, list[str]]:
             procs.append(entry.name)
     with open("/proc/mounts") as f:
         mounts = [line.split()[1] for line in f if line.split()[1].startswith(root + "/")]
-    netns = [n for n in os.listdir("/run/netns") if n.startswith(NAME_PREFIX + "-")] \
+    netns = [n for n in os.listdir("/run/netns") if n.startswith(settings.prefix + "-")] \
         if os.path.isdir("/run/netns") else []
     links = [ln.split(":")[1].strip().split("@")[0] for ln in subprocess.run(
         ["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.splitlines()
-        if ln.split(":")[1].strip().startswith(NAME_PREFIX)]
+        if ln.split(":")[1].strip().startswith(settings.prefix)]
     return {"processes": procs, "mounts": mounts, "netns": netns, "links": links}
 
 
@@ -196,7 +199,7 @@ def sweep(settings: SandboxSettings, progress: Progress = print) -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     for link in found["links"]:
         subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
-    subprocess.run(["ip", "link", "del", BRIDGE], check=False, capture_output=True)
+    subprocess.run(["ip", "link", "del", settings.bridge], check=False, capture_output=True)
     for sub in ("instances", "images"):
         subprocess.run(["rm", "-rf", "--one-file-system", str(settings.state_dir / sub)],
                        check=False)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.sandbox.hosts import Host
-from orchestrator.sandbox.settings import GATEWAY_IP, SandboxSettings
+from orchestrator.sandbox.settings import SandboxSettings
 
 log = logging.getLogger("htcpool.sandbox")
 
@@ -110,7 +110,7 @@ class Emulator:
 
     def hosts_file(self) -> str:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-                 f"{GATEWAY_IP}\tsandbox-gateway"]
+                 f"{self.settings.gateway_ip}\tsandbox-gateway"]
         for inst in self.instances():
             if inst.state != "terminated":
                 short = inst.private_dns_name.split(".")[0]
@@ -147,16 +147,15 @@ class Emulator:
     def on_launched(self, instances: list[Any]) -> None:
         import ipaddress
 
-        from orchestrator.sandbox.settings import VPC_CIDR
-
+        vpc = ipaddress.ip_network(self.settings.vpc_cidr)
         for inst in instances:
-            if ipaddress.ip_address(inst.private_ip) not in ipaddress.ip_network(VPC_CIDR):
-                raise ValueError(f"{inst.private_ip} is outside the sandbox VPC {VPC_CIDR}")
+            if ipaddress.ip_address(inst.private_ip) not in vpc:
+                raise ValueError(f"{inst.private_ip} is outside the sandbox VPC {vpc}")
         with self.lock:
             for inst in instances:
                 _set_state(inst, "pending")
                 disk = self.settings.instances_dir / inst.id
-                host = Host(instance_id=inst.id, address=inst.private_ip,
+                host = Host(net=self.settings, instance_id=inst.id, address=inst.private_ip,
                             fqdn=inst.private_dns_name, disk=disk,
                             layers=list(self.layers[inst.image_id]), env=self.host_env(),
                             authorized_key=self.authorized_key)

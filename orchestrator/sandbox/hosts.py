@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import SandboxError
-from orchestrator.sandbox.settings import BRIDGE, GATEWAY_IP, NAME_PREFIX, VPC_CIDR
+from orchestrator.sandbox.settings import SandboxSettings
 
-PREFIXLEN = VPC_CIDR.split("/")[1]
 BOOT_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
@@ -34,28 +33,30 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def ensure_bridge() -> None:
-    if ip("link", "show", BRIDGE, check=False).returncode != 0:
-        ip("link", "add", BRIDGE, "type", "bridge")
-    addrs = ip("-4", "addr", "show", "dev", BRIDGE).stdout
-    if f"{GATEWAY_IP}/" not in addrs:
-        ip("addr", "add", f"{GATEWAY_IP}/{PREFIXLEN}", "dev", BRIDGE)
-    ip("link", "set", BRIDGE, "up")
+def ensure_bridge(net: SandboxSettings) -> None:
+    bridge, prefixlen = net.bridge, net.vpc_cidr.split("/")[1]
+    if ip("link", "show", bridge, check=False).returncode != 0:
+        ip("link", "add", bridge, "type", "bridge")
+    addrs = ip("-4", "addr", "show", "dev", bridge).stdout
+    if f"{net.gateway_ip}/" not in addrs:
+        ip("addr", "add", f"{net.gateway_ip}/{prefixlen}", "dev", bridge)
+    ip("link", "set", bridge, "up")
 
 
-def netns_name(instance_id: str) -> str:
-    return f"{NAME_PREFIX}-{instance_id}"
+def netns_name(net: SandboxSettings, instance_id: str) -> str:
+    return f"{net.prefix}-{instance_id}"
 
 
-def veth_name(instance_id: str) -> str:
+def veth_name(net: SandboxSettings, instance_id: str) -> str:
     # Interface names are limited to 15 characters.
-    return f"{NAME_PREFIX}v" + hashlib.sha1(instance_id.encode()).hexdigest()[:9]
+    return f"{net.prefix}v" + hashlib.sha1(instance_id.encode()).hexdigest()[:9]
 
 
 @dataclass
 class Host:
     """One instance's host. Methods block; the caller serialises operations per host."""
 
+    net: SandboxSettings
     instance_id: str
     address: str
     fqdn: str
@@ -68,7 +69,7 @@ class Host:
 
     @property
     def netns(self) -> str:
-        return netns_name(self.instance_id)
+        return netns_name(self.net, self.instance_id)
 
     @property
     def root(self) -> Path:
@@ -76,15 +77,16 @@ class Host:
 
     # --- network -------------------------------------------------------------------
     def create_network(self) -> None:
-        ensure_bridge()
-        ns, veth = self.netns, veth_name(self.instance_id)
+        ensure_bridge(self.net)
+        ns, veth = self.netns, veth_name(self.net, self.instance_id)
+        prefixlen = self.net.vpc_cidr.split("/")[1]
         if not Path(f"/run/netns/{ns}").exists():
             ip("netns", "add", ns)
         if ip("link", "show", veth, check=False).returncode != 0:
             ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        ip("link", "set", veth, "master", BRIDGE, "up")
+        ip("link", "set", veth, "master", self.net.bridge, "up")
         if f"{self.address}/" not in ip("-n", ns, "-4", "addr", "show", "dev", "eth0").stdout:
-            ip("-n", ns, "addr", "add", f"{self.address}/{PREFIXLEN}", "dev", "eth0")
+            ip("-n", ns, "addr", "add", f"{self.address}/{prefixlen}", "dev", "eth0")
         ip("-n", ns, "link", "set", "eth0", "up")
         ip("-n", ns, "link", "set", "lo", "up")
         # A default route without a gateway: tools that need one (Ansible's facts) see it,
@@ -92,7 +94,7 @@ class Host:
         ip("-n", ns, "route", "replace", "default", "dev", "eth0")
 
     def delete_network(self) -> None:
-        ip("link", "del", veth_name(self.instance_id), check=False)
+        ip("link", "del", veth_name(self.net, self.instance_id), check=False)
         ip("netns", "del", self.netns, check=False)
 
     # --- disk ----------------------------------------------------------------------

@@ -64,6 +64,9 @@ def write(settings: SandboxSettings, creds: dict[str, str]) -> Path:
         "htcondor_repo_suite": "trixie",
         "htcondor_repo_components": ["main"],
         "htcondor_enable_kernel_tuning": False,
+        # Every sandbox host sees this machine's cores and memory; a worker offers what
+        # the sandbox's instance shape says (orchestrator/sandbox/pool.py).
+        "htcondor_worker_extra_config": {"NUM_CPUS": 2, "MEMORY": 4096},
         "htcpool_aws_endpoint_url": settings.endpoint_url,
         "htcpool_aws_host_endpoint_url": settings.host_endpoint_url,
         "htcpool_aws_region": settings.region,

@@ -19,15 +19,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sandbox.settings import BRIDGE, GATEWAY_IP, VPC_CIDR, SandboxSettings
+from orchestrator.sandbox.settings import SandboxSettings
 
 
-def _patch_default_vpc() -> None:
+def _patch_default_vpc(cidr: str) -> None:
     """Make moto's default VPC the sandbox's 198.18.0.0/16, so PrivateIpAddress = host address."""
     from moto.ec2.models.vpcs import VPCBackend
 
     def create_default_vpc(self: Any) -> Any:
-        vpc = self.create_vpc(cidr_block=VPC_CIDR, is_default=True)
+        vpc = self.create_vpc(cidr_block=cidr, is_default=True)
         for zone in self.describe_availability_zones():
             self.create_default_subnet(zone.name)
         return vpc
@@ -66,14 +66,14 @@ def serve(settings: SandboxSettings) -> int:
     pubkey = ensure_ssh_key(settings.ssh_key)
     settings.instances_dir.mkdir(parents=True, exist_ok=True)
     settings.images_dir.mkdir(parents=True, exist_ok=True)
-    ensure_bridge()
-    _patch_default_vpc()
+    ensure_bridge(settings)
+    _patch_default_vpc(settings.vpc_cidr)
     emu = Emulator(settings, image.rootfs, pubkey)
     patches.install(emu)
     front = Front(emu, DomainDispatcherApplication(create_backend_app), image.repo)
     servers = [make_server(addr, settings.port, front, threaded=True,
                            request_handler=MotoRequestHandler)
-               for addr in ("127.0.0.1", GATEWAY_IP)]
+               for addr in ("127.0.0.1", settings.gateway_ip)]
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     for t in threads:
         t.start()
@@ -89,7 +89,7 @@ def serve(settings: SandboxSettings) -> int:
                      "component": "main",
                      "key_url": f"{settings.host_endpoint_url}/apt/htcpool-sandbox.asc"},
         "ssh": {"user": "root", "private_key": str(settings.ssh_key)},
-        "inventory": str(inv), "state_dir": str(settings.state_dir),
+        "inventory": str(inv), "state_dir": str(settings.state_dir), "index": settings.index,
     }
     tmp = settings.state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
@@ -106,7 +106,7 @@ def serve(settings: SandboxSettings) -> int:
     for s in servers:
         s.shutdown()
     emu.destroy_all()
-    ip("link", "del", BRIDGE, check=False)
+    ip("link", "del", settings.bridge, check=False)
     log.info("sandbox stopped")
     return 0
 
@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="htcpool-sandbox-server")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
-    settings = SandboxSettings(state_dir=args.state_dir, port=args.port)
+    settings = SandboxSettings(state_dir=args.state_dir, port=args.port, index=args.index)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,8 +1,8 @@
 """Where the sandbox keeps things and which names and addresses it uses.
 
-Every name the sandbox creates on the machine starts with `htcp` (network namespaces,
-links) or lives under its state directory (mounts, disks), so `down` can find leftovers
-after a crash by name alone.
+Every name a sandbox creates on the machine starts with `htcp<index>` (network
+namespaces, links) or lives under its state directory (mounts, disks), so `down` can find
+leftovers after a crash by name alone.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NAME_PREFIX = "htcp"
-BRIDGE = "htcp0"
-GATEWAY_IP = "198.18.0.1"
-VPC_CIDR = "198.18.0.0/16"
 DEFAULT_PORT = 4580
+# Two sandboxes may run side by side (a developer's and the tests'): each has its own
+# index, bridge, name prefix, port and /16 inside 198.18.0.0/15.
+MAX_INDEX = 1
 REGION = "us-east-1"
 BASE_AMI_NAME = "debian-13-base"
 
@@ -34,8 +34,33 @@ class SandboxSettings:
             or _xdg("XDG_STATE_HOME", ".local/state") / "htcpool" / "sandbox"
         )
     )
-    port: int = int(os.environ.get("HTCPOOL_SANDBOX_PORT", DEFAULT_PORT))
+    index: int = int(os.environ.get("HTCPOOL_SANDBOX_INDEX", "0"))
+    port: int = 0
     region: str = REGION
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index <= MAX_INDEX:
+            raise ValueError(f"sandbox index must be 0..{MAX_INDEX}, not {self.index}")
+        if not self.port:
+            port = int(os.environ.get("HTCPOOL_SANDBOX_PORT", DEFAULT_PORT + self.index))
+            object.__setattr__(self, "port", port)
+
+    @property
+    def prefix(self) -> str:
+        """Every netns and link of this sandbox starts with it (htcp0-..., htcp0v...)."""
+        return f"{NAME_PREFIX}{self.index}"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    @property
+    def gateway_ip(self) -> str:
+        return f"198.{18 + self.index}.0.1"
+
+    @property
+    def vpc_cidr(self) -> str:
+        return f"198.{18 + self.index}.0.0/16"
 
     @property
     def endpoint_url(self) -> str:
@@ -43,7 +68,7 @@ class SandboxSettings:
 
     @property
     def host_endpoint_url(self) -> str:
-        return f"http://{GATEWAY_IP}:{self.port}"
+        return f"http://{self.gateway_ip}:{self.port}"
 
     @property
     def state_file(self) -> Path:

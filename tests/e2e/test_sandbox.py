@@ -66,7 +66,7 @@ def test_run_instances_boots_real_hosts(sandbox: SandboxHandle, instances: list[
     described = [_describe(sandbox, i) for i in ids]
     for inst in described:
         address, name = inst["PrivateIpAddress"], inst["PrivateDnsName"]
-        assert address.startswith("198.18.")
+        assert address.startswith(sandbox.settings.vpc_cidr.rsplit(".", 2)[0] + ".")
         # sshd answers with the sandbox's key, and the host is who EC2 says it is
         ssh = _ssh(sandbox, address, "hostname -f; ip -4 -o addr show eth0")
         assert ssh.returncode == 0, ssh.stderr
@@ -120,7 +120,7 @@ def test_terminate_removes_the_host(sandbox: SandboxHandle, instances: list[str]
     instances.append(iid)
     host = _host(sandbox, iid)
     sandbox.terminate([iid])
-    assert not Path(f"/run/netns/htcp-{iid}").exists()
+    assert not Path(f"/run/netns/{sandbox.settings.prefix}-{iid}").exists()
     assert not Path(host["disk"]).exists()
     assert not Path(f"/proc/{host['nspawn_pid']}").exists()
     with pytest.raises(ClientError, match="IncorrectInstanceState"):

@@ -23,6 +23,7 @@ HTCPOOL = str(REPO / ".venv" / "bin" / "htcpool")
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["HTCPOOL_SANDBOX_DIR"] = str(sandbox_settings().state_dir)
+    env["HTCPOOL_SANDBOX_INDEX"] = str(sandbox_settings().index)
     return env
 
 

@@ -1,0 +1,135 @@
+"""A whole pool on the sandbox, the way a user builds one on EC2: AWS resources
+(playbooks/aws_resources.yml), a central manager bootstrapped by playbooks/bootstrap.yml,
+and a worker image baked by playbooks/bake_worker_image.yml. Used by `make demo` and the
+end-to-end tests, so both exercise exactly what the README tells people to run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
+from orchestrator.cloud import Cloud, LaunchRequest, Role
+from orchestrator.config import CondorSettings, Config, WorkerSettings
+from orchestrator.provision import REPO_ROOT, run_playbook
+
+Progress = Callable[[str], None]
+# What a sandbox host offers HTCondor is the machine's own cores; the worker role caps it
+# (see sandbox_group_vars) so the policy's shape and the startd agree.
+SANDBOX_SHAPE = InstanceShape(name="t3.medium", cpus=2, memory_mb=4096, price_per_hour=0.0416)
+
+
+def sandbox_config(state: dict[str, Any], pool: str = "htcpool",
+                   **autoscaler: Any) -> Config:
+    """The Config a user would write to point htcpool at this sandbox."""
+    settings = {"interval_s": 5.0, "idle_timeout_s": 20.0, "join_timeout_s": 180.0,
+                "max_workers": 6, "shapes": (SANDBOX_SHAPE,), **autoscaler}
+    return Config(pool=pool, region=state["region"], endpoint_url=state["endpoint_url"],
+                  condor=CondorSettings(transport="ssm", ssm_timeout_s=60),
+                  worker=WorkerSettings(instance_type=SANDBOX_SHAPE.name),
+                  autoscaler=AutoscalerConfig(**settings))
+
+
+def config_toml(config: Config) -> str:
+    """The same settings as a config file (for `--keep` and the CLI in tests)."""
+    a = config.autoscaler
+    lines = [f'pool = "{config.pool}"', f'region = "{config.region}"',
+             f'endpoint_url = "{config.endpoint_url}"', "", "[condor]",
+             f'transport = "{config.condor.transport}"', "", "[worker]",
+             f'instance_type = "{config.worker.instance_type}"', "", "[autoscaler]",
+             f"interval_s = {a.interval_s}", f"idle_timeout_s = {a.idle_timeout_s}",
+             f"join_timeout_s = {a.join_timeout_s}", f"min_workers = {a.min_workers}",
+             f"max_workers = {a.max_workers}"]
+    for shape in a.shapes:
+        lines += ["", "[[autoscaler.shapes]]", f'name = "{shape.name}"', f"cpus = {shape.cpus}",
+                  f"memory_mb = {shape.memory_mb}", f"price_per_hour = {shape.price_per_hour}"]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def aws_environment(state: dict[str, Any]) -> Iterator[None]:
+    """The sandbox's (dummy) credentials in this process's environment, never on argv."""
+    creds = state["credentials"]
+    wanted = {"AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+              "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+              "AWS_DEFAULT_REGION": state["region"], "AWS_REGION": state["region"]}
+    saved = {k: os.environ.get(k) for k in [*wanted, "AWS_PROFILE"]}
+    os.environ.update(wanted)
+    os.environ.pop("AWS_PROFILE", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class SandboxPool:
+    config: Config
+    state: dict[str, Any]
+    central_manager: str
+    worker_image: str
+
+    @property
+    def inventory(self) -> Path:
+        return Path(self.state["inventory"])
+
+
+def _playbook(config: Config, state: dict[str, Any], name: str, progress: Progress,
+              **extravars: Any) -> None:
+    run_playbook(config, REPO_ROOT / "playbooks" / name, inventory=Path(state["inventory"]),
+                 extravars=extravars, progress=progress)
+
+
+def default_subnets(cloud: Cloud) -> list[str]:
+    found = cloud.ec2.describe_subnets(
+        Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    return [s["SubnetId"] for s in sorted(found, key=lambda s: s["AvailabilityZone"])]
+
+
+def launch_central_manager(cloud: Cloud, state: dict[str, Any]) -> str:
+    """The pool's central manager, reused if one runs already (re-runs are safe)."""
+    existing = cloud.pool_instances(states=["pending", "running"],
+                                    roles=[str(Role.CENTRAL_MANAGER)])
+    if existing:
+        return existing[0].id
+    req = LaunchRequest(count=1, image_id=state["base_ami"], instance_types=["t3.medium"],
+                        subnets=default_subnets(cloud),
+                        security_groups=cloud.worker_security_groups(),
+                        instance_profile=cloud.config.worker_instance_profile,
+                        role=Role.CENTRAL_MANAGER, launched_by="playbook",
+                        client_token=f"{cloud.pool}-central-manager")
+    (cm,) = cloud.launch(req)
+    cloud.wait("start", [cm.id])
+    return cm.id
+
+
+def build_pool(state: dict[str, Any], progress: Progress, pool: str = "htcpool",
+               **autoscaler: Any) -> SandboxPool:
+    """AWS resources, central manager, bootstrap, worker image: what `make demo` shows."""
+    config = sandbox_config(state, pool=pool, **autoscaler)
+    cloud = Cloud(config)
+    progress("provisioning the pool's security group and instance profile (aws_resources.yml)")
+    _playbook(config, state, "aws_resources.yml", progress)
+    progress("launching the central manager")
+    cm = launch_central_manager(cloud, state)
+    progress(f"bootstrapping the central manager {cm} (bootstrap.yml)")
+    _playbook(config, state, "bootstrap.yml", progress)
+    images = cloud.worker_images()
+    if images:
+        image = images[0].id
+        progress(f"reusing worker image {image}")
+    else:
+        progress("baking the worker image (bake_worker_image.yml)")
+        _playbook(config, state, "bake_worker_image.yml", progress,
+                  htcpool_bake_base_ami=state["base_ami"])
+        image = cloud.newest_worker_image().id
+    return SandboxPool(config=config, state=state, central_manager=cm, worker_image=image)

@@ -1,0 +1,222 @@
+"""The autoscaler on a real pool (sandbox hosts, real HTCondor, baked worker image).
+
+Jobs are submitted on the central manager as an ordinary user; `htcpool scale` and
+`htcpool autoscale` run as a user would run them. Every check reads HTCondor's job history
+and the EC2 records, never the autoscaler's own account of what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, PoolHandle, wait_for
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+HTCPOOL = str(REPO / ".venv" / "bin" / "htcpool")
+
+
+def submit(pool: PoolHandle, count: int, seconds: int, cpus: int = 1, memory: int = 512,
+           owner: str = "alice") -> int:
+    out = pool.sandbox.exec(pool.cm, f"""set -e
+id {owner} >/dev/null 2>&1 || useradd -m {owner}
+cd /home/{owner}
+cat > job-$$.sub <<EOF
+executable = /bin/sleep
+arguments = {seconds}
+request_cpus = {cpus}
+request_memory = {memory}
+log = jobs.log
+queue {count}
+EOF
+chown {owner} job-$$.sub
+su {owner} -c "condor_submit -terse job-$$.sub"
+""").stdout
+    return int(out.strip().split(".")[0])
+
+
+def history(pool: PoolHandle, cluster: int) -> list[dict[str, Any]]:
+    out = pool.sandbox.exec(
+        pool.cm, f"condor_history -json -constraint 'ClusterId == {cluster}' -attributes "
+                 "ClusterId,ProcId,JobStatus,ExitCode,NumJobStarts,JobCurrentStartDate,"
+                 "CompletionDate", check=False).stdout.strip()
+    return json.loads(out) if out else []
+
+
+def queue_states(pool: PoolHandle, cluster: int) -> list[int]:
+    out = pool.sandbox.exec(pool.cm, f"condor_q -json -constraint 'ClusterId == {cluster}' "
+                                     "-attributes JobStatus", check=False).stdout.strip()
+    return [ad["JobStatus"] for ad in json.loads(out)] if out else []
+
+
+def start_autoscaler(pool: PoolHandle, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as f:
+        return subprocess.Popen([HTCPOOL, "autoscale", *extra], env=pool.env(), stdout=f,
+                                stderr=f, start_new_session=True)
+
+
+def stop_autoscaler(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=120)
+
+
+def events(log: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def launched_since(pool: PoolHandle, since: float) -> list[dict[str, Any]]:
+    return [i for i in pool.workers(states=("pending", "running", "stopping", "stopped",
+                                            "shutting-down", "terminated"))
+            if i["LaunchTime"].timestamp() >= since - 1]
+
+
+def no_workers(pool: PoolHandle) -> bool:
+    return not pool.workers()
+
+
+@pytest.fixture
+def clean_pool(sandbox_pool: PoolHandle) -> PoolHandle:
+    """Start from what the autoscaler would leave: no workers, no jobs, no faults."""
+    sandbox_pool.sandbox.clear_faults()
+    sandbox_pool.sandbox.exec(sandbox_pool.cm, "condor_rm -all >/dev/null 2>&1 || true")
+    left = [i["InstanceId"] for i in sandbox_pool.workers()]
+    sandbox_pool.sandbox.terminate(left)
+    return sandbox_pool
+
+
+def test_burst_scales_out_in_one_pass_runs_everything_and_returns_to_min(
+        clean_pool: PoolHandle, tmp_path: Path) -> None:
+    pool = clean_pool
+    started = time.time()
+    cluster = submit(pool, 20, seconds=15)
+    result = json.loads(pool.htcpool("scale", "--json").stdout)
+    launched = result["outcome"]["launched"]
+    assert len(launched) == 10, "one pass requests all 20 cores the queue needs (2 per worker)"
+    assert sum(a["count"] for a in result["plan"]["launches"]) == 10
+
+    log = tmp_path / "autoscale.log"
+    proc = start_autoscaler(pool, log)
+    try:
+        wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 20,
+                 timeout=900, interval=3, what="all 20 jobs to complete")
+        wait_for(lambda: no_workers(pool), timeout=600, interval=3,
+                 what="the pool to scale back to min_workers (0)")
+    finally:
+        assert stop_autoscaler(proc) == 0
+    done = history(pool, cluster)
+    assert sorted(j["ProcId"] for j in done) == list(range(20))
+    assert all(j["ExitCode"] == 0 and j["NumJobStarts"] == 1 for j in done), \
+        "no job was killed or restarted"
+    ever = launched_since(pool, started)
+    assert len(ever) == 10, "no double launch: the loop counted the first pass's instances"
+    assert {i["State"]["Name"] for i in ever} == {"terminated"}
+    live_hosts = {h["instance_id"] for h in pool.sandbox.hosts() if h["nspawn_pid"]}
+    assert not live_hosts & {i["InstanceId"] for i in ever}, "terminated means no host left"
+    kinds = [e["event"] for e in events(log)]
+    assert "drain" in kinds and "terminate" in kinds
+
+
+def test_a_worker_running_a_long_job_is_never_removed(clean_pool: PoolHandle,
+                                                      tmp_path: Path) -> None:
+    pool = clean_pool
+    cluster = submit(pool, 1, seconds=600)
+    log = tmp_path / "autoscale.log"
+    proc = start_autoscaler(pool, log)
+    try:
+        wait_for(lambda: queue_states(pool, cluster) == [2], timeout=300, interval=3,
+                 what="the long job to run")
+        (worker,) = pool.workers(states=("running",))
+        # Several idle timeouts long, with an otherwise empty queue and a free core.
+        time.sleep(4 * pool.pool.config.autoscaler.idle_timeout_s)
+        assert queue_states(pool, cluster) == [2]
+        assert [w["InstanceId"] for w in pool.workers(states=("running",))] == \
+            [worker["InstanceId"]]
+        touched = [e for e in events(log) if e.get("instance") == worker["InstanceId"]
+                   and e["event"] in ("drain", "terminate", "stop")]
+        assert not touched, f"the busy worker was acted on: {touched}"
+        pool.sandbox.exec(pool.cm, f"condor_rm {cluster}")
+        wait_for(lambda: no_workers(pool), timeout=300, interval=3,
+                 what="the now idle worker to be removed")
+    finally:
+        assert stop_autoscaler(proc) == 0
+
+
+def test_capacity_errors_fall_back_and_throttling_is_retried(clean_pool: PoolHandle,
+                                                             tmp_path: Path) -> None:
+    pool = clean_pool
+    config = tmp_path / "htcpool.toml"
+    config.write_text(pool.config_file.read_text() + """
+[[autoscaler.shapes]]
+name = "t3.large"
+cpus = 2
+memory_mb = 8192
+price_per_hour = 0.0832
+""")
+    pool.sandbox.inject("RunInstances", "InsufficientInstanceCapacity",
+                        match={"InstanceType": "t3.medium"}, remaining=-1)
+    pool.sandbox.inject("DescribeInstances", "RequestLimitExceeded", remaining=3)
+    cluster = submit(pool, 4, seconds=5)
+    env = pool.env(HTCPOOL_CONFIG=str(config))
+    proc = subprocess.run([HTCPOOL, "scale", "--json"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    ids = result["outcome"]["launched"]
+    assert len(ids) == 2
+    types = {i["InstanceType"] for i in pool.workers() if i["InstanceId"] in ids}
+    assert types == {"t3.large"}, "the next shape that fits was launched instead"
+    pool.sandbox.clear_faults()
+    log = tmp_path / "autoscale.log"
+    runner = start_autoscaler(pool, log)
+    try:
+        wait_for(lambda: len(history(pool, cluster)) == 4 and no_workers(pool), timeout=600,
+                 interval=3, what="the jobs to finish and the pool to empty")
+    finally:
+        assert stop_autoscaler(runner) == 0
+
+
+def test_killing_the_autoscaler_at_random_points_loses_nothing(clean_pool: PoolHandle,
+                                                               tmp_path: Path) -> None:
+    pool = clean_pool
+    rng = random.Random(int(os.environ.get("HTCPOOL_TEST_SEED", "7")))
+    started = time.time()
+    cluster = submit(pool, 12, seconds=20)
+    log = tmp_path / "autoscale.log"
+    kills = 0
+    while kills < 4 or len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) < 12:
+        proc = start_autoscaler(pool, log)
+        time.sleep(rng.uniform(0.5, 8.0))
+        if kills < 4:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        try:
+            wait_for(lambda: len([j for j in history(pool, cluster)
+                                  if j["JobStatus"] == 4]) == 12,
+                     timeout=600, interval=3, what="all jobs to complete")
+            wait_for(lambda: no_workers(pool), timeout=600, interval=3,
+                     what="the pool to empty")
+        finally:
+            stop_autoscaler(proc)
+    done = history(pool, cluster)
+    assert len(done) == 12 and all(j["ExitCode"] == 0 for j in done), "no job lost"
+    assert all(j["NumJobStarts"] == 1 for j in done), "no job killed by the autoscaler"
+    ever = launched_since(pool, started)
+    assert len(ever) <= 6, f"no double launch across restarts ({len(ever)} launched for 6)"
+    assert not pool.workers(), "no orphaned instance"
