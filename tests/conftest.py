@@ -99,9 +99,9 @@ class SandboxHandle:
     def run(self, count: int = 1, image_id: str | None = None, wait: bool = True,
             **kwargs: Any) -> list[str]:
         ec2 = self.client("ec2")
+        itype = kwargs.pop("InstanceType", "t3.small")
         resp = ec2.run_instances(ImageId=image_id or self.base_ami, MinCount=count,
-                                 MaxCount=count, InstanceType=kwargs.pop("InstanceType", "t3.small"),
-                                 **kwargs)
+                                 MaxCount=count, InstanceType=itype, **kwargs)
         ids = [i["InstanceId"] for i in resp["Instances"]]
         if wait:
             ec2.get_waiter("instance_running").wait(
@@ -177,6 +177,9 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     # Lifecycle tests bring sandboxes up and down themselves: run them before the session
     # sandbox exists.
     items.sort(key=lambda item: 0 if item.get_closest_marker("lifecycle") else 1)
+    # Tests marked `last` (the IAM coverage check over the session's API log) run after
+    # everything else; the sort is stable, so the order above is kept otherwise.
+    items.sort(key=lambda item: 1 if item.get_closest_marker("last") else 0)
 
 
 @dataclass

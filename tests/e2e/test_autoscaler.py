@@ -7,6 +7,7 @@ and the EC2 records, never the autoscaler's own account of what it did.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -72,10 +73,8 @@ def events(log: Path) -> list[dict[str, Any]]:
     out = []
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
-            except ValueError:
-                pass
     return out
 
 

@@ -137,7 +137,7 @@ def test_create_image_then_launch_from_it(sandbox: SandboxHandle, instances: lis
     ec2.get_waiter("instance_stopped").wait(InstanceIds=[builder], WaiterConfig={"Delay": 1})
     image = ec2.create_image(InstanceId=builder, Name="test-image-1")["ImageId"]
     ec2.get_waiter("image_available").wait(ImageIds=[image], WaiterConfig={"Delay": 1})
-    with pytest.raises(ClientError, match="InvalidAMIName.Duplicate"):
+    with pytest.raises(ClientError, match=r"InvalidAMIName\.Duplicate"):
         ec2.create_image(InstanceId=builder, Name="test-image-1")
     (child,) = sandbox.run(1, image_id=image)
     instances.append(child)
@@ -309,7 +309,8 @@ EOF
 systemctl restart condor
 id alice >/dev/null 2>&1 || useradd -m alice
 cd /home/alice
-printf 'executable = /bin/hostname\noutput = out.txt\nerror = err.txt\nlog = job.log\nqueue\n' > job.sub
+printf 'executable = /bin/hostname\noutput = out.txt\nerror = err.txt\n' > job.sub
+printf 'log = job.log\nqueue\n' >> job.sub
 chown alice job.sub
 """)
     wait_for(lambda: sandbox.exec(iid, "condor_status -af Name", check=False).stdout.strip(),
