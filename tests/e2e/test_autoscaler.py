@@ -85,7 +85,9 @@ def launched_since(pool: PoolHandle, since: float) -> list[dict[str, Any]]:
 
 
 def no_workers(pool: PoolHandle) -> bool:
-    return not pool.workers()
+    """Nothing left that a worker could come back from (terminations have finished)."""
+    return not pool.workers(states=("pending", "running", "stopping", "stopped",
+                                    "shutting-down"))
 
 
 @pytest.fixture
