@@ -72,27 +72,31 @@ def run(cold: bool, repeat: int) -> dict[str, list[float]]:
                 _timed(lambda: ensure_base_image(Path(cache), progress=lambda _m: None)))
     settings = SandboxSettings(state_dir=Path("/tmp/htcpool-bench/sandbox"))
     for _ in range(repeat):
-        control.down(settings, progress=lambda _m: None)
-        results["warm sandbox up"].append(
-            _timed(lambda: control.up(settings, progress=lambda _m: None)))
-        state = control.require_state(settings)
-        ec2, ssm = _clients(state)
-        one: list[str] = []
-        results["RunInstances -> running (1)"].append(
-            _timed(lambda: one.extend(_launch(ec2, state["base_ami"], 1))))
-        results["RunInstances -> running (8)"].append(
-            _timed(lambda: _launch(ec2, state["base_ami"], 8)))
-        for _ in range(5):
-            results["SSM round trip"].append(_timed(lambda: _ssm_round_trip(ssm, one[0])))
-
-        def image() -> None:
-            ami = ec2.create_image(InstanceId=one[0], Name=f"bench-{time.time()}")["ImageId"]
-            ec2.get_waiter("image_available").wait(ImageIds=[ami],
-                                                   WaiterConfig={"Delay": 0.2, "MaxAttempts": 500})
-        results["CreateImage -> available"].append(_timed(image))
-        results["sandbox down (with 9 hosts)"].append(
-            _timed(lambda: control.down(settings, progress=lambda _m: None)))
+        _round(settings, results)
     return results
+
+
+def _round(settings: SandboxSettings, results: dict[str, list[float]]) -> None:
+    control.down(settings, progress=lambda _m: None)
+    results["warm sandbox up"].append(
+        _timed(lambda: control.up(settings, progress=lambda _m: None)))
+    state = control.require_state(settings)
+    ec2, ssm = _clients(state)
+    one: list[str] = []
+    results["RunInstances -> running (1)"].append(
+        _timed(lambda: one.extend(_launch(ec2, state["base_ami"], 1))))
+    results["RunInstances -> running (8)"].append(
+        _timed(lambda: _launch(ec2, state["base_ami"], 8)))
+    for _ in range(5):
+        results["SSM round trip"].append(_timed(lambda: _ssm_round_trip(ssm, one[0])))
+
+    def image() -> None:
+        ami = ec2.create_image(InstanceId=one[0], Name=f"bench-{time.time()}")["ImageId"]
+        ec2.get_waiter("image_available").wait(ImageIds=[ami],
+                                               WaiterConfig={"Delay": 0.2, "MaxAttempts": 500})
+    results["CreateImage -> available"].append(_timed(image))
+    results["sandbox down (with 9 hosts)"].append(
+        _timed(lambda: control.down(settings, progress=lambda _m: None)))
 
 
 def report(results: dict[str, list[float]], cmd: str) -> str:
