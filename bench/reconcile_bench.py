@@ -182,6 +182,12 @@ def main() -> None:
     for n in (10, 100, 1000):
         lines.append(f"| {n} | {passes_to_full_request(n, 'binpack')} | "
                      f"{passes_to_full_request(n, 'naive')} |")
+    lines += ["", "Where the CPU goes (measured separately, same data): typed records from 10,000 "
+              "job ads and 2,000 slot ads about 0.10 s, the observation 0.04 s, the policy "
+              "0.04 s; the rest is botocore parsing the XML of the 1,000-instance "
+              "DescribeInstances response (timestamps already kept as strings, no dateutil). "
+              "One paginated, tag-filtered DescribeInstances is the only EC2 read per pass, "
+              "so the cost grows with the pool, not with the queue."]
     text = "\n".join(lines) + "\n"
     print(text)
     update_section("reconcile", "Autoscaler reconcile cost and reaction (issue 5)", text)
