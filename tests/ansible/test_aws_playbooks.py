@@ -175,3 +175,24 @@ def test_bake_cleans_up_leftover_builders_and_rotates_images(endpoint: str,
     left_snapshots = {s["SnapshotId"] for s in left}
     for version in ("20260101-000000", "20260201-000000"):
         assert not set(snapshots[version]) & left_snapshots
+
+
+def test_master_publishes_the_pool_parameters_idempotently(endpoint: str,
+                                                            tmp_path: Path) -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodGNwb29sIn0.c2ln"
+    playbook = REPO / "tests" / "ansible" / "playbooks" / "publish_ssm.yml"
+    for expected_changes in (2, 0):
+        rc, out, changed = play(endpoint, tmp_path, str(playbook), "-e",
+                                f"htcpool_test_token={token}")
+        assert rc == 0, out
+        assert changed == expected_changes, out
+        assert token not in out
+    ssm = client("ssm", endpoint)
+    host = ssm.get_parameter(Name="/htcpool/htcpool/condor_host")["Parameter"]
+    assert (host["Type"], host["Value"]) == ("String", "ip-10-0-0-4.ec2.internal")
+    secret = ssm.get_parameter(Name="/htcpool/htcpool/worker_token",
+                               WithDecryption=True)["Parameter"]
+    assert (secret["Type"], secret["Value"]) == ("SecureString", token)
+    tags = ssm.list_tags_for_resource(ResourceType="Parameter",
+                                      ResourceId="/htcpool/htcpool/worker_token")["TagList"]
+    assert {"Key": "htcpool:pool", "Value": "htcpool"} in tags
