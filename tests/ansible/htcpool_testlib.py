@@ -181,7 +181,8 @@ def make_check_runner(tmp_path: Path) -> Callable[..., CheckRun]:
     """A function that runs one role in check mode on fake hosts under tmp_path."""
 
     def run(role: str, hosts: Mapping[str, Mapping[str, str]],
-            host_vars: Mapping[str, Any] | None = None, ignore_errors: bool = True) -> CheckRun:
+            host_vars: Mapping[str, Any] | None = None, ignore_errors: bool = True,
+            check: bool = True) -> CheckRun:
         inventory = {"all": {"hosts": {
             name: {"ansible_connection": "htcpool_null", "htcpool_test_facts": dict(facts),
                    **dict(host_vars or {})}
@@ -190,7 +191,8 @@ def make_check_runner(tmp_path: Path) -> Callable[..., CheckRun]:
         inv.write_text(yaml.safe_dump(inventory))
         record = tmp_path / "record.jsonl"
         record.unlink(missing_ok=True)
-        cmd = [str(BIN / "ansible-playbook"), "--check", "-i", str(inv),
+        # Without --check nothing runs either: the htcpool_null connection executes nothing.
+        cmd = [str(BIN / "ansible-playbook"), *(["--check"] if check else []), "-i", str(inv),
                "-e", f"htcpool_test_role={role}",
                "-e", f"htcpool_test_ignore_errors={str(ignore_errors).lower()}",
                str(HERE / "playbooks" / "check_role.yml")]
