@@ -16,7 +16,7 @@ from orchestrator.autoscaler import policy as policy_module
 from orchestrator.autoscaler.model import InstanceState, Role
 from orchestrator.cli.sim import app
 from orchestrator.errors import ConfigError
-from orchestrator.sim.engine import Simulation
+from orchestrator.sim.engine import RunResult, Simulation
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.scenarios import demand_percentile, schedulable
 from orchestrator.sim.swf import Trace, read_swf
@@ -39,17 +39,16 @@ def swf(tmp_path: Path, rows: list[tuple[float, ...]], name: str = "t.swf",
 
 
 def simulate(path: Path, cfg: AutoscalerConfig | None = None, static: int = 0,
-             params: SimParams = EXACT) -> Simulation:
+             params: SimParams = EXACT) -> tuple[Simulation, RunResult]:
     cfg = cfg or AutoscalerConfig()
     assert LARGE is not None
     sim = Simulation(read_swf(path), cfg, params, (LARGE, static) if static else None)
-    sim.result = sim.run()  # type: ignore[attr-defined]
-    return sim
+    return sim, sim.run()
 
 
 def test_one_job_cold_start(tmp_path: Path) -> None:
     # the trace starts at 1005 (shifted to 0): tick 0 launches, joins 60, negotiated 60
-    r = simulate(swf(tmp_path, [(1005, 100, 1, 1024, 1)])).result  # type: ignore[attr-defined]
+    _, r = simulate(swf(tmp_path, [(1005, 100, 1, 1024, 1)]))
     assert r.start.tolist() == [60.0]
     assert r.launches == 1 and r.terminations == 1
     assert math.isclose(r.paid_s, 160.0)  # the run ends with the last job
@@ -57,16 +56,14 @@ def test_one_job_cold_start(tmp_path: Path) -> None:
 
 def test_booting_capacity_takes_the_next_job(tmp_path: Path) -> None:
     # job 2 (submitted 25) fits on the core left on the instance booting for job 1
-    r = simulate(swf(tmp_path, [(0, 1, 1, 1024, 1), (25, 100, 1, 1024, 1)])
-                 ).result  # type: ignore[attr-defined]
+    _, r = simulate(swf(tmp_path, [(0, 1, 1, 1024, 1), (25, 100, 1, 1024, 1)]))
     assert r.start.tolist() == [60.0, 60.0]
     assert r.launches == 1
 
 
 def test_idle_worker_removed_after_timeout_and_relaunched(tmp_path: Path) -> None:
     cfg = AutoscalerConfig(idle_timeout_s=150)
-    sim = simulate(swf(tmp_path, [(0, 100, 1, 1024, 1), (1000, 50, 1, 1024, 1)]), cfg)
-    r = sim.result  # type: ignore[attr-defined]
+    _, r = simulate(swf(tmp_path, [(0, 100, 1, 1024, 1), (1000, 50, 1, 1024, 1)]), cfg)
     assert r.start.tolist() == [60.0, 1060.0]
     # worker 1: launched 0, idle from 160, timer 310, removed at tick 320 -> 320 s paid;
     # worker 2: launched 1000, job ends 1110, run ends -> 110 s paid
@@ -77,8 +74,7 @@ def test_idle_worker_removed_after_timeout_and_relaunched(tmp_path: Path) -> Non
 
 
 def test_minimum_billing_on_a_static_pool(tmp_path: Path) -> None:
-    sim = simulate(swf(tmp_path, [(0, 10, 1, 1024, 1)]), static=1)
-    r = sim.result  # type: ignore[attr-defined]
+    _, r = simulate(swf(tmp_path, [(0, 10, 1, 1024, 1)]), static=1)
     assert r.start.tolist() == [0.0]
     assert r.plan_calls == 0
     assert math.isclose(r.paid_s, 60.0)  # 10 s used, 60 s billed
@@ -87,18 +83,17 @@ def test_minimum_billing_on_a_static_pool(tmp_path: Path) -> None:
 def test_jobs_share_a_worker_and_queue_fifo(tmp_path: Path) -> None:
     # static pool of one 2-core worker, three 1-core jobs at 0: two start at 0, third
     # at the negotiation after the first ends (ends 30 -> negotiated at 40)
-    sim = simulate(swf(tmp_path, [(0, 30, 1, 1024, 1), (0, 50, 1, 1024, 1),
-                                  (0, 10, 1, 1024, 1)]), static=1)
-    r = sim.result  # type: ignore[attr-defined]
+    _, r = simulate(swf(tmp_path, [(0, 30, 1, 1024, 1), (0, 50, 1, 1024, 1),
+                                   (0, 10, 1, 1024, 1)]), static=1)
     assert r.start.tolist() == [0.0, 0.0, 40.0]
     assert math.isclose(r.paid_s, 60.0)  # ends at 50
 
 
 def test_memory_limits_packing(tmp_path: Path) -> None:
     # 3 GB jobs: only one fits a 4 GB c6i.large at a time
-    sim = simulate(swf(tmp_path, [(0, 30, 1, 3 * 1024 * 1024, 1),
-                                  (0, 30, 1, 3 * 1024 * 1024, 1)]), static=1)
-    assert sim.result.start.tolist() == [0.0, 40.0]  # type: ignore[attr-defined]
+    _, r = simulate(swf(tmp_path, [(0, 30, 1, 3 * 1024 * 1024, 1),
+                                   (0, 30, 1, 3 * 1024 * 1024, 1)]), static=1)
+    assert r.start.tolist() == [0.0, 40.0]
 
 
 def test_swf_quirks(tmp_path: Path) -> None:
@@ -139,8 +134,7 @@ def test_every_policy_finishes_and_accounts(tmp_path: Path, policy: str) -> None
             for t, r, c in zip(np.sort(rng.integers(0, 5000, 200)), rng.integers(1, 600, 200),
                                rng.choice([1, 2, 4], 200), strict=True)]
     cfg = AutoscalerConfig(policy=policy, fixed_shape="c6i.xlarge", max_workers=20)
-    sim = simulate(swf(tmp_path, rows), cfg, params=SimParams(seed=3))
-    r = sim.result  # type: ignore[attr-defined]
+    sim, r = simulate(swf(tmp_path, rows), cfg, params=SimParams(seed=3))
     tr = sim.trace
     assert not np.isnan(r.start).any() and (r.start >= tr.submit).all()
     busy = float((tr.run * tr.cpus).sum())
