@@ -26,6 +26,13 @@ from bench.results import git_revision, machine, update_section  # noqa: E402
 
 PROPERTIES = {"cli": "test_cli_arguments", "config": "test_config_files",
               "env": "test_environment"}
+FOUND = ("a newline or terminal escape in an instance id split or coloured the error line "
+         "(messages are now escaped, and ids that are not `i-` plus letters and digits never "
+         "reach EC2); usage errors were click's four-line block (now one line with a hint); "
+         "`instances terminate` asked before checking ids or settings and turned end-of-input "
+         "into `htcpool: interrupted` (now checks first, and refuses with exit 5); a skipped "
+         "`scale` pass printed no error line; a config file that is not UTF-8 gave a bare "
+         "UnicodeDecodeError (now a configuration error, exit 2).")
 TITLES = {"cli": "command lines", "config": "configuration files", "env": "environment"}
 
 
@@ -71,7 +78,8 @@ def markdown(rows: list[dict[str, object]], elapsed: float, examples: int) -> st
         failed += len(failures)
     lines.append(f"| **all** | {len(rows)} | {total} | {failed} | |")
     lines += ["", f"Wall time {elapsed:.0f} s for {total} cases "
-              f"({1000 * elapsed / max(total, 1):.0f} ms per case, moto start-up included)."]
+              f"({1000 * elapsed / max(total, 1):.0f} ms per case, moto start-up included).",
+              "", "Found by the first runs of these properties and fixed with them: " + FOUND]
     examples_of_failures = [f for row in rows for f in row["failures"]][:5]  # type: ignore
     if examples_of_failures:
         lines += ["", "First failures:", ""]

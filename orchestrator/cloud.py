@@ -10,6 +10,7 @@ The autoscaler's executor calls: `pool_instances()`, `launch()`, `terminate()`, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 def _code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+_INSTANCE_ID = re.compile(r"i-[0-9A-Za-z]{1,64}")
 
 
 def _chunks(items: Sequence[str], size: int = 200) -> Iterator[list[str]]:
@@ -122,8 +126,8 @@ class Cloud:
         """The named instances, in the order given; an unknown id is a NotFoundError."""
         import botocore.exceptions
 
-        for iid in ids:
-            if not iid.startswith("i-"):
+        for iid in ids:  # garbage (spaces, control characters, wildcards) never reaches EC2
+            if not _INSTANCE_ID.fullmatch(iid):
                 raise NotFoundError(f"'{iid}' is not an instance id (expected i-...)")
         found: dict[str, Instance] = {}
         for chunk in _chunks(list(dict.fromkeys(ids))):

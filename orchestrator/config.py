@@ -180,6 +180,9 @@ def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = N
             data = tomllib.loads(found.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {found}: not valid TOML: {err}") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {found}: not UTF-8 text (byte {err.start})"
+                              ) from err
         except OSError as err:
             raise ConfigError(f"config file {found}: {err.strerror}") from err
         _validated(data, f"config file {found}")

@@ -7,6 +7,7 @@ fails (or the playbook/inventory is missing, or ansible-playbook cannot be found
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -145,11 +146,19 @@ def run_playbook(config: Config, playbook: Path, *, inventory: Path | None = Non
                         *([f"--limit {limit}"] if limit else [])]) or None
     vars_ = {"htcpool_pool": config.pool, **(extravars or {})}
     with tempfile.TemporaryDirectory(prefix="htcpool-ansible-") as private:
+        # Extra variables go in a file (-e @env/extravars, readable by us only): given as a
+        # dict, ansible-runner would put them on ansible-playbook's command line, where any
+        # local user can read them (a token passed with -e, for example).
+        env_dir = Path(private) / "env"
+        env_dir.mkdir(mode=0o700)
+        fd = os.open(env_dir / "extravars", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(vars_, fh)
         try:
             runner = ansible_runner.run(
                 private_data_dir=private, project_dir=str(REPO_ROOT),
                 playbook=str(playbook), inventory=str(inventory) if inventory else None,
-                extravars=vars_, envvars=_env(config, inventory), cmdline=cmdline,
+                envvars=_env(config, inventory), cmdline=cmdline,
                 event_handler=on_event, quiet=True, suppress_env_files=True)
         except (OSError, RuntimeError, ValueError) as err:
             raise ProvisionError(f"could not start ansible-playbook: {err}") from err

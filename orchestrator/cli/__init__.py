@@ -111,18 +111,30 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(ExitStatus.CTRL_C)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group alone: its help, not an error
         exc.show()
+        sys.exit(ExitStatus.USAGE)
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (try '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"htcpool: error: {one_line(exc.format_message())}{hint}", err=True)
         sys.exit(ExitStatus.USAGE)
     except HtcpoolError as exc:
         if _debug_requested(args):
             raise
-        click.echo(f"htcpool: error: {exc}", err=True)
+        click.echo(f"htcpool: error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_status)
     except Exception as exc:  # botocore and friends: still one line unless --debug
         if _debug_requested(args):
             raise
         from orchestrator.errors import describe_exception
 
-        click.echo(f"htcpool: error: {describe_exception(exc)}", err=True)
+        click.echo(f"htcpool: error: {one_line(describe_exception(exc))}", err=True)
         sys.exit(ExitStatus.ERROR)
+
+
+def one_line(text: str) -> str:
+    """An error message as one line: newlines, terminal escapes and other control characters
+    (which user input such as an instance id can carry into it) are shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text).strip() \
+        or "(no message)"

@@ -6,6 +6,7 @@ Plain click (not typer): typer 0.29 vendors its own click, whose exceptions the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -129,9 +130,19 @@ def reboot(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dr
 def terminate(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
               json_out: bool, yes: bool) -> None:
     """Terminate instances (irreversible; asks first unless --yes)."""
-    if not yes and not dry_run and not click.confirm(
-            f"Terminate {' '.join(ids)}? This cannot be undone", default=False, err=True):
-        raise RefusedError("not confirmed; nothing terminated")
+    if not yes and not dry_run:
+        cloud(ctx).describe(list(ids))  # bad ids and settings fail before the question
+        try:
+            confirmed = click.confirm(f"Terminate {' '.join(ids)}? This cannot be undone",
+                                      default=False, err=True)
+        except click.Abort:
+            if sys.stdin.isatty():  # Ctrl-C at the prompt
+                raise
+            click.echo("", err=True)
+            raise RefusedError("not confirmed (no answer on standard input; use --yes); "
+                               "nothing terminated") from None
+        if not confirmed:
+            raise RefusedError("not confirmed; nothing terminated")
     _act(ctx, "terminate", ids, wait, force, dry_run, json_out)
 
 

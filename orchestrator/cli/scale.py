@@ -73,7 +73,10 @@ def scale(ctx: click.Context, once: bool, dry_run: bool, as_json: bool,
         print_json(_result_json(result))
     else:
         _print_result(result, dry_run)
-    if result.skipped:
+    if result.skipped:  # a failure like any other: one error line, exit 1
+        from orchestrator.cli import one_line
+
+        say(f"htcpool: error: pass skipped: {one_line(result.skipped)}")
         raise click.exceptions.Exit(1)
     if result.outcome is not None and result.outcome.errors:
         for err in result.outcome.errors:
@@ -82,8 +85,7 @@ def scale(ctx: click.Context, once: bool, dry_run: bool, as_json: bool,
 
 
 def _print_result(result: PassResult, dry_run: bool) -> None:
-    if result.skipped:
-        say(f"pass skipped: {result.skipped}")
+    if result.skipped:  # reported by the caller, as an error
         return
     assert result.plan is not None and result.observed is not None
     obs, plan = result.observed, result.plan
