@@ -6,6 +6,7 @@ when tests fail; the teardown then checks that nothing of it is left on the mach
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -134,12 +135,22 @@ def sandbox() -> Iterator[SandboxHandle]:
     from orchestrator.sandbox import control
 
     settings = sandbox_settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # One test session per test sandbox: a second one must not reuse (and then take down)
+    # the sandbox another session is running its tests on.
+    lock = open(settings.state_dir.parent / f".session-{settings.index}.lock", "w")  # noqa: SIM115
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pytest.fail(f"another test session is using the test sandbox {settings.state_dir}; "
+                    "wait for it or set HTCPOOL_TEST_SANDBOX_DIR/HTCPOOL_TEST_SANDBOX_INDEX")
     state = control.up(settings, progress=lambda m: print(f"[sandbox] {m}", flush=True))
     try:
         yield SandboxHandle(settings=settings, state=state)
     finally:
         control.down(settings, progress=lambda m: print(f"[sandbox] {m}", flush=True))
         left = control.leftovers(settings)
+        lock.close()
         assert not any(left.values()), f"sandbox leftovers after down: {left}"
 
 

@@ -1,0 +1,91 @@
+"""Faults on a real pool: failing APIs, a central manager that goes away mid-cycle, random
+5xx during a whole scale-out and scale-in. Nothing half-done, no job killed or lost, no
+instance orphaned or launched twice. Seeded (HTCPOOL_TEST_SEED) so a failure replays."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PoolHandle, wait_for
+from tests.e2e.test_autoscaler import (
+    history,
+    launched_since,
+    no_workers,
+    start_autoscaler,
+    stop_autoscaler,
+    submit,
+)
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+SEED = int(os.environ.get("HTCPOOL_TEST_SEED", "7"))
+
+
+@pytest.fixture
+def clean_pool(sandbox_pool: PoolHandle) -> PoolHandle:
+    sandbox_pool.sandbox.clear_faults()
+    sandbox_pool.sandbox.exec(sandbox_pool.cm, "condor_rm -all >/dev/null 2>&1 || true")
+    sandbox_pool.sandbox.terminate([i["InstanceId"] for i in sandbox_pool.workers()])
+    yield sandbox_pool
+    sandbox_pool.sandbox.clear_faults()
+    sandbox_pool.sandbox.exec(sandbox_pool.cm, "systemctl start condor")
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.startswith("htcpool: error:")]
+    assert lines, stderr
+    assert "Traceback" not in stderr
+    return lines[-1]
+
+
+def test_failing_ssm_gives_one_clear_line(clean_pool: PoolHandle) -> None:
+    pool = clean_pool
+    pool.sandbox.inject("SendCommand", "InternalServerError", status=500, remaining=-1)
+    proc = pool.htcpool("pool", "status", check=False)
+    assert proc.returncode != 0
+    assert "InternalServerError" in _one_error_line(proc.stderr)
+
+
+def test_central_manager_down_mid_cycle_skips_the_pass_and_changes_nothing(
+        clean_pool: PoolHandle) -> None:
+    pool = clean_pool
+    submit(pool, 4, seconds=5)
+    pool.sandbox.exec(pool.cm, "systemctl stop condor")
+    before = {i["InstanceId"]: i["State"]["Name"] for i in pool.workers()}
+    proc = pool.htcpool("scale", check=False)
+    assert proc.returncode != 0
+    assert "pass skipped" in _one_error_line(proc.stderr)
+    after = {i["InstanceId"]: i["State"]["Name"] for i in pool.workers()}
+    assert after == before, "a pass that cannot see the pool acts on nothing"
+    pool.sandbox.exec(pool.cm, "systemctl start condor")
+    wait_for(lambda: pool.htcpool("scale", "--dry-run", check=False).returncode == 0,
+             timeout=180, interval=3, what="the central manager to answer again")
+
+
+def test_random_api_errors_during_a_whole_run_lose_nothing(clean_pool: PoolHandle,
+                                                          tmp_path: Path) -> None:
+    pool = clean_pool
+    rng = random.Random(SEED)
+    started = time.time()
+    cluster = submit(pool, 8, seconds=10)
+    # 5xx and throttling on any call, a third of the time, until 25 have been injected.
+    pool.sandbox.inject("*", rng.choice(["InternalError", "ServiceUnavailable"]), status=503,
+                        probability=0.33, remaining=15)
+    pool.sandbox.inject("*", "RequestLimitExceeded", status=400, probability=0.33, remaining=10)
+    log = tmp_path / "autoscale.log"
+    proc = start_autoscaler(pool, log)
+    try:
+        wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 8,
+                 timeout=900, interval=3, what="all jobs to complete despite API errors")
+        pool.sandbox.clear_faults()
+        wait_for(lambda: no_workers(pool), timeout=600, interval=3, what="the pool to empty")
+    finally:
+        assert stop_autoscaler(proc) == 0
+    done = history(pool, cluster)
+    assert all(j["ExitCode"] == 0 and j["NumJobStarts"] == 1 for j in done)
+    assert len(launched_since(pool, started)) <= 4, "no double launch (8 cores = 4 workers)"
+    assert not pool.workers(), "no orphaned instance"
