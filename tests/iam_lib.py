@@ -55,6 +55,7 @@ ANSIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "amazon.aws.ec2_ami": ("ec2:CreateImage", "ec2:DescribeImages", "ec2:CreateTags",
                            "ec2:DeregisterImage", "ec2:DeleteSnapshot"),
     "amazon.aws.ec2_ami_info": ("ec2:DescribeImages",),
+    "amazon.aws.ec2_tag": ("ec2:DescribeTags", "ec2:CreateTags"),  # present, no purge
     "amazon.aws.ec2_security_group": (
         "ec2:DescribeSecurityGroups", "ec2:CreateSecurityGroup",
         "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
@@ -247,10 +248,6 @@ def log_actions(calls: Iterable[Any]) -> set[str]:
 
 # Called by the code, not granted by iam/operator-policy.json. Fix the policy, then empty this.
 KNOWN_MISSING: dict[str, str] = {
-    "ec2:DeleteTags": "orchestrator/autoscaler/executor.py clears the htcpool:idle-since tag; "
-                      "add ec2:DeleteTags to the ActOnlyOnThisPoolsInstances statement (or a "
-                      "statement of its own with Condition ForAllValues:StringEquals "
-                      "aws:TagKeys = [htcpool:idle-since])",
     "ssm:CancelCommand": "orchestrator/ssm.py cancels a command that outlived its deadline; "
                          "CancelCommand has no resource-level permissions, so it needs a "
                          "statement with Resource \"*\" (tests/ansible/test_iam.py then has to "
@@ -268,7 +265,6 @@ GRANTED_NOT_CALLED: dict[str, str] = {
     "ec2:DescribeSecurityGroupRules": "ec2_security_group uses DescribeSecurityGroups",
     "ec2:DescribeSnapshots": "ec2_ami deletes snapshots named by DescribeImages",
     "ec2:DescribeSpotPriceHistory": "no spot pricing in the code",
-    "ec2:DescribeTags": "tags are read from DescribeInstances/DescribeImages",
     "ssm:DescribeInstanceInformation": "SSM reachability is not checked before SendCommand",
     "ssm:ListCommandInvocations": "orchestrator/ssm.py polls GetCommandInvocation",
     "ssm:GetParameters": "the operator reads parameters one at a time (GetParameter)",

@@ -92,8 +92,8 @@ def test_the_known_gaps_are_the_only_gaps() -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="iam/operator-policy.json lacks the KNOWN_MISSING "
-                   "actions (ec2:DeleteTags, ssm:CancelCommand); when fixed this passes: "
-                   "empty KNOWN_MISSING and remove this mark")
+                   "action ssm:CancelCommand; when fixed this passes: empty KNOWN_MISSING "
+                   "and remove this mark")
 def test_the_operator_policy_grants_every_call() -> None:
     assert not _missing(), _missing()
 
