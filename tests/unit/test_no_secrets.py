@@ -83,7 +83,7 @@ def find_secrets(text: str) -> list[tuple[str, str]]:
 def test_the_detector_finds_what_it_looks_for() -> None:
     fake_key = "AKIA" + "Q" * 16
     fake_secret = "aws_secret_access_key = " + "a1B2" * 10
-    fake_jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjb25kb3IifQ.abcdefghijklmnopqrstuvwxyz012345"
+    fake_jwt = "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiJjb25kb3IifQ.abcdefghijklmnopqrstuvwxyz012345"
     begin = "-----BEGIN " + "OPENSSH PRIVATE KEY-----"
     for text in (fake_key, fake_secret, fake_jwt, begin, "ghp_" + "x" * 36):
         assert find_secrets(text), text
