@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 from bench.results import git_revision, machine, update_section
 
 REPO = Path(__file__).resolve().parents[1]
+FIGURE = REPO / "bench" / "figures" / "demo.png"
 
 
 def _f(value: Any, unit: str = " s") -> str:
@@ -33,6 +35,8 @@ def section(summary: dict[str, Any], command: str, wall_s: float, load: str) -> 
     util = summary.get("utilisation")
     rows = [("whole run (wall clock)", f"{wall_s:.0f} s (target < 600 s)")]
     rows += [(f"phase: {k}", f"{v:.0f} s") for k, v in phases.items()]
+    rows.append(("rest (make deps, summary, teardown.yml, sandbox down)",
+                 f"{wall_s - sum(phases.values()):.0f} s"))
     rows += [
         ("jobs completed", f"{summary['jobs_completed']} of {summary['jobs_submitted']}"),
         ("submit -> first job start", _f(summary.get("first_start_s"))),
@@ -47,8 +51,9 @@ def section(summary: dict[str, Any], command: str, wall_s: float, load: str) -> 
         ("busy core-seconds (job history)", f"{summary['busy_core_s']:.0f}"),
         ("used / paid", "n/a" if util is None else f"{100 * util:.0f}%"),
     ]
-    lines = [f"Command: `{command}` (warm image cache). Machine: {machine()}; load average "
-             f"before the run {load}. Revision {git_revision()}.", "",
+    lines = [f"Command: `{command}` (warm image cache), {summary['jobs_submitted']} jobs. "
+             f"Machine: {machine()}; load average before the run {load} (the test suite "
+             f"was running on the other sandbox). Revision {git_revision()}.", "",
              "| measure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "Decisions (seconds after submit):", "", "```"]
@@ -64,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-summary", type=Path, default=None)
     p.add_argument("--wall", type=float, default=None, help="wall time of that run")
     p.add_argument("--command", default="make demo")
+    p.add_argument("--load", default=None, help="load average before that run")
     a = p.parse_args(argv)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = a.load or " ".join(f"{x:.2f}" for x in os.getloadavg())
     if a.from_summary is not None:
         summary_path, wall = a.from_summary, a.wall or 0.0
     else:
@@ -78,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo failed (exit {done.returncode}); nothing recorded", file=sys.stderr)
             return done.returncode
     summary = json.loads(summary_path.read_text())
-    update_section("demo", "make demo (issue 8)", section(summary, a.command, wall, load))
+    body = section(summary, a.command, wall, load)
+    png = Path(summary.get("files", {}).get("png", ""))
+    if png.is_file():
+        FIGURE.parent.mkdir(exist_ok=True)
+        shutil.copyfile(png, FIGURE)
+        body += f"\n\nChart of this run: `{FIGURE.relative_to(REPO)}`."
+    update_section("demo", "make demo (issue 8)", body)
     print(f"recorded in bench/RESULTS.md ({wall:.0f} s)")
     return 0
 
