@@ -62,16 +62,21 @@ def to_policy_instance(inst: CloudInstance, now: float) -> Instance | None:
                     launch_time=_epoch(inst.launch_time, now), tags=dict(inst.tags))
 
 
-def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], now: float
+def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], now: float,
+                       busy_machines: frozenset[str] = frozenset()
                        ) -> tuple[list[Startd], dict[str, str], TagChanges]:
-    """Sum each worker's slots into one Startd (partitionable or static slots alike)."""
+    """Sum each worker's slots into one Startd (partitionable or static slots alike).
+
+    A machine the schedd says runs a job counts as claimed even while the collector still
+    shows it unclaimed: the two update at different moments, and a worker that just got
+    its first job must not look idle in between."""
     by_instance: dict[str, list[Slot]] = defaultdict(list)
     for slot in slots:
         if slot.ec2_instance_id:
             by_instance[slot.ec2_instance_id].append(slot)
     startds, machines, changes = [], {}, TagChanges()
     for iid, group in sorted(by_instance.items()):
-        claimed = any(s.state == "Claimed" for s in group)
+        claimed = any(s.state == "Claimed" for s in group) or group[0].machine in busy_machines
         draining = any(s.state == "Drained" or s.activity == "Retiring" for s in group)
         total_cpus = sum(s.cpus for s in group)
         total_mem = sum(s.memory_mb for s in group)
@@ -126,10 +131,12 @@ def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
     policy_instances = [p for i in instances if (p := to_policy_instance(i, now)) is not None]
     tags = {i.instance_id: dict(i.tags) for i in policy_instances}
     known = set(tags)
+    job_list = list(jobs)
+    busy = frozenset(j.remote_host.rpartition("@")[2] for j in job_list
+                     if j.status == JobStatus.RUNNING and j.remote_host)
     # Startds of instances we cannot see (another pool, already terminated) are left out.
     startds, machines, changes = startds_from_slots(
-        [s for s in slots if s.ec2_instance_id in known], tags, now)
-    job_list = list(jobs)
+        [s for s in slots if s.ec2_instance_id in known], tags, now, busy)
     idle = idle_groups(job_list)
     running = sum(1 for j in job_list if j.status == JobStatus.RUNNING)
     obs = Observation(pool=pool, instances=tuple(policy_instances), startds=tuple(startds),

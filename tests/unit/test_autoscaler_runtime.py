@@ -213,3 +213,15 @@ def test_launches_are_one_request_per_type_with_fallbacks_and_replacements_folde
     assert len(out.launched) == 4
     assert fallback_types(config, "tiny") == ["tiny", "small", "big"]
     assert [e["event"] for e in events].count("launch") == 1
+
+
+def test_a_machine_the_schedd_says_is_running_a_job_counts_as_claimed() -> None:
+    # The collector still shows the slot unclaimed; the schedd already runs a job there.
+    running = Job(cluster=9, proc=0, owner="alice", status=JobStatus.RUNNING, batch_name="",
+                  request_cpus=1, request_memory_mb=512, request_gpus=0, qdate=None,
+                  remote_host="slot1_1@host-i-a", hold_reason=None)
+    observed = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})], [slot("i-a")],
+                     [running], NOW)
+    (sd,) = observed.observation.startds
+    assert sd.claimed and sd.unclaimed_since is None
+    assert observed.tags.clear_idle_since == ["i-a"]
