@@ -67,6 +67,10 @@ def write(settings: SandboxSettings, creds: dict[str, str]) -> Path:
         # Every sandbox host sees this machine's cores and memory; a worker offers what
         # the sandbox's instance shape says (orchestrator/sandbox/pool.py).
         "htcondor_worker_extra_config": {"NUM_CPUS": 2, "MEMORY": 4096},
+        # A sandbox pool negotiates every few seconds (production keeps the roles' pace).
+        "htcondor_master_negotiator_interval": 5,
+        "htcondor_master_negotiator_min_interval": 1,
+        "htcondor_master_negotiator_cycle_delay": 1,
         "htcpool_aws_endpoint_url": settings.endpoint_url,
         "htcpool_aws_host_endpoint_url": settings.host_endpoint_url,
         "htcpool_aws_region": settings.region,
