@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from orchestrator.demo import jobs as burst
 from orchestrator.demo.monitor import Display, Sample, take_sample
 from orchestrator.demo.procs import end_children, off_main_thread
 from orchestrator.demo.summary import Summary, decisions, summarise, text
-from orchestrator.errors import HtcpoolError
+from orchestrator.errors import HtcpoolError, describe_exception
 from orchestrator.sandbox import control
 from orchestrator.sandbox.settings import SandboxSettings
 
@@ -103,7 +104,7 @@ class Demo:
     def say(self, message: str) -> None:
         self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
         self._log.flush()
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, markup=False)
 
     def phase(self, name: str) -> None:
         now = time.monotonic()
@@ -119,9 +120,9 @@ class Demo:
         start = next((name for prefix, name in PHASES.items() if line.startswith(prefix)), None)
         if start is not None:
             self.phase(start)
-            self.console.print(f"[bold]==>[/bold] {line}", highlight=False)
+            self.console.print(f"[bold]==>[/bold] {escape(line)}", highlight=False)
         elif self._status is not None and line.startswith("TASK "):
-            self._status.update(f"  {line[5:][:100]}")
+            self._status.update(f"  {escape(line[5:][:100])}")
 
     @contextlib.contextmanager
     def spinner(self, what: str) -> Iterator[None]:
@@ -134,6 +135,12 @@ class Demo:
                 yield
             finally:
                 self._status = None
+
+    def log_traceback(self) -> None:
+        import traceback
+
+        self._log.write(traceback.format_exc())
+        self._log.flush()
 
     def on_event(self, record: dict[str, Any]) -> None:
         self.events.append(record)
@@ -215,8 +222,8 @@ class Demo:
                 started = time.monotonic()
                 try:
                     s = take_sample(cloud, source, batch, self.opts.jobs, t0, joined)
-                except (HtcpoolError, OSError) as err:  # one missed sample is no failure
-                    self._log.write(f"sample skipped: {err}\n")
+                except Exception as err:  # one missed sample is no failure (AWS, SSM, ...)
+                    self._log.write(f"sample skipped: {describe_exception(err)}\n")
                 else:
                     samples.append(s)
                     display.update(s, decisions(self.events, t0))
@@ -333,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(highlight=False)
     if not console.is_terminal:  # CI logs: one record a line, never wrapped
         console = Console(highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
     settings = SandboxSettings()
+    # Ctrl-C and SIGTERM both tear down (even when started with SIGINT ignored, as a
+    # background job of a script is).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     demo = Demo(opts, settings, console)
     started = time.monotonic()
@@ -341,16 +352,21 @@ def main(argv: list[str] | None = None) -> int:
         rc = 0
         try:
             summary = demo.run()
-            console.print("\n" + text(summary), highlight=False)
+            console.print("\n" + text(summary), highlight=False, markup=False)
             console.print(f"\nsummary: {opts.summary_json}   chart: {opts.png}")
             if summary.timed_out:
                 rc = 1
-                console.print(f"htcpool demo: error: timed out after {opts.timeout_s:.0f} s: "
-                              f"{summary.jobs_completed} of {summary.jobs_submitted} jobs "
-                              "completed and workers left in the pool", highlight=False)
+                errors.print(f"htcpool demo: error: timed out after {opts.timeout_s:.0f} s "
+                             f"with {summary.jobs_completed} of {summary.jobs_submitted} jobs "
+                             "completed, or workers still in the pool")
         except HtcpoolError as err:
             rc = 1
-            console.print(f"htcpool demo: error: {err}", highlight=False)
+            errors.print(f"htcpool demo: error: {err}")
+        except Exception as err:  # unexpected: still tear down; the traceback goes to the log
+            rc = 1
+            demo.log_traceback()
+            errors.print(f"htcpool demo: error: {describe_exception(err)} (details in "
+                         f"{opts.out_dir / 'demo.log'})")
         demo.finish()
         console.print(f"htcpool demo: {'done' if rc == 0 else 'failed'} in "
                       f"{time.monotonic() - started:.0f} s", highlight=False)

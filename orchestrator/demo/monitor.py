@@ -116,7 +116,7 @@ class Display:
             return
         if s.counts() != self._last:
             self._last = s.counts()
-            self.console.print(self.line(s), highlight=False)
+            self.console.print(self.line(s), highlight=False, markup=False)
 
     def line(self, s: Sample) -> str:
         return (f"[{_mmss(s.t)}] workers: {s.booting} booting, {s.idle} idle, {s.busy} busy, "
