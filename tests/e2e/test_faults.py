@@ -16,6 +16,7 @@ from tests.e2e.test_autoscaler import (
     history,
     launched_since,
     no_workers,
+    remove_all_jobs,
     start_autoscaler,
     stop_autoscaler,
     submit,
@@ -28,7 +29,7 @@ SEED = int(os.environ.get("HTCPOOL_TEST_SEED", "7"))
 @pytest.fixture
 def clean_pool(sandbox_pool: PoolHandle) -> PoolHandle:
     sandbox_pool.sandbox.clear_faults()
-    sandbox_pool.sandbox.exec(sandbox_pool.cm, "condor_rm -all >/dev/null 2>&1 || true")
+    remove_all_jobs(sandbox_pool)
     sandbox_pool.sandbox.terminate([i["InstanceId"] for i in sandbox_pool.workers()])
     yield sandbox_pool
     sandbox_pool.sandbox.clear_faults()
