@@ -40,7 +40,7 @@ lint: deps
 	cd roles/.. && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production playbooks roles
 
 test: deps lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra $(PYTEST_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra --durations=30 $(PYTEST_ARGS)
 
 unit: deps
 	$(BIN)/pytest -ra tests/unit $(PYTEST_ARGS)
