@@ -34,12 +34,6 @@ from orchestrator.sandbox.settings import SandboxSettings
 SAMPLE_EVERY_S = 2.0
 DEFAULT_OUT = Path("artifacts/demo")
 # build_pool's progress lines that start a phase, and the phase's name in the summary.
-# The demo's central manager negotiates every few seconds, so a burst matches soon after
-# the workers join (the role's defaults, a cycle a minute, suit a production pool). Written
-# as group_vars next to the sandbox's generated inventory, as a user would tune a pool.
-NEGOTIATION = ("htcondor_master_negotiator_interval: 10\n"
-               "htcondor_master_negotiator_min_interval: 2\n"
-               "htcondor_master_negotiator_cycle_delay: 2\n")
 PHASES = {"provisioning": "aws_resources", "launching the central": "central_manager",
           "bootstrapping": "bootstrap", "baking": "bake", "reusing worker image": "bake"}
 
@@ -156,10 +150,6 @@ class Demo:
                  f"{o.jobs} jobs; outputs in {o.out_dir}/")
         self.phase("sandbox_up")
         self.state = control.up(self.settings, progress=self.say)
-        group_vars = Path(self.state["inventory"]).parent / "group_vars"
-        group_vars.mkdir(exist_ok=True)
-        (group_vars / "htcondor_central_manager.yml").write_text(
-            "# Written by `make demo` (orchestrator/demo/flow.py).\n" + NEGOTIATION)
         with aws_environment(self.state):
             with self.spinner("building the pool"):
                 state = self.state
