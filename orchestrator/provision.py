@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +124,26 @@ def _env(config: Config, inventory_dir: Path | None) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """Ctrl-C / SIGTERM cancel the playbook, then reach the caller as KeyboardInterrupt.
+
+    ansible-runner would otherwise install its own handlers for good (on the main thread),
+    leaving every later Ctrl-C of the process silently ignored."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, lambda *_: event.set())
+    try:
+        yield event
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def run_playbook(config: Config, playbook: Path, *, inventory: Path | None = None,
                  extravars: Mapping[str, Any] | None = None, check: bool = False,
                  limit: str | None = None,
@@ -155,13 +178,17 @@ def run_playbook(config: Config, playbook: Path, *, inventory: Path | None = Non
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(vars_, fh)
         try:
-            runner = ansible_runner.run(
-                private_data_dir=private, project_dir=str(REPO_ROOT),
-                playbook=str(playbook), inventory=str(inventory) if inventory else None,
-                envvars=_env(config, inventory), cmdline=cmdline,
-                event_handler=on_event, quiet=True, suppress_env_files=True)
+            with _interruptible() as interrupted:
+                runner = ansible_runner.run(
+                    private_data_dir=private, project_dir=str(REPO_ROOT),
+                    playbook=str(playbook), inventory=str(inventory) if inventory else None,
+                    envvars=_env(config, inventory), cmdline=cmdline,
+                    event_handler=on_event, quiet=True, suppress_env_files=True,
+                    cancel_callback=interrupted.is_set)
         except (OSError, RuntimeError, ValueError) as err:
             raise ProvisionError(f"could not start ansible-playbook: {err}") from err
+        if interrupted.is_set():
+            raise KeyboardInterrupt
         stats = dict(runner.stats or {}) if getattr(runner, "stats", None) else {}
         stdout = runner.stdout.read() if runner.rc and not failures else ""
     result = PlaybookResult(playbook.name, str(runner.status), int(runner.rc or 0),
