@@ -53,8 +53,9 @@ def history(pool: PoolHandle, cluster: int) -> list[dict[str, Any]]:
 
 
 def queue_states(pool: PoolHandle, cluster: int) -> list[int]:
-    out = pool.sandbox.exec(pool.cm, f"condor_q -json -constraint 'ClusterId == {cluster}' "
-                                     "-attributes JobStatus", check=False).stdout.strip()
+    out = pool.sandbox.exec(pool.cm, "condor_q -allusers -json -attributes JobStatus "
+                                     f"-constraint 'ClusterId == {cluster}'",
+                            check=False).stdout.strip()
     return [ad["JobStatus"] for ad in json.loads(out)] if out else []
 
 
