@@ -43,18 +43,19 @@ SSM_MANAGED_INSTANCE_CORE = (
 ANSIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
     "amazon.aws.aws": (),            # module_defaults group name, not a module
     "community.aws.aws": (),
-    "amazon.aws.aws_caller_info": ("sts:GetCallerIdentity",),  # iam:ListAccountAliases is
-    # also tried; AccessDenied there is tolerated by the module
+    "amazon.aws.aws_caller_info": ("sts:GetCallerIdentity", "iam:ListAccountAliases"),
     "amazon.aws.aws_ec2": ("ec2:DescribeInstances",),          # inventory plugin, regions set
     "amazon.aws.ec2_instance_info": ("ec2:DescribeInstances",),
     "amazon.aws.ec2_instance": (
         "ec2:DescribeInstances", "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeSubnets",
         "ec2:DescribeVpcs", "ec2:DescribeSecurityGroups", "ec2:StopInstances",
         "ec2:StartInstances", "ec2:TerminateInstances", "ec2:DescribeInstanceStatus",
-        "iam:GetInstanceProfile", "iam:PassRole"),
+        "iam:GetInstanceProfile", "iam:PassRole",
+        # seen in the sandbox's API log: the module reads and sets instance attributes
+        "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute"),
     "amazon.aws.ec2_ami": ("ec2:CreateImage", "ec2:DescribeImages", "ec2:CreateTags",
                            "ec2:DeregisterImage", "ec2:DeleteSnapshot"),
-    "amazon.aws.ec2_ami_info": ("ec2:DescribeImages",),
+    "amazon.aws.ec2_ami_info": ("ec2:DescribeImages", "ec2:DescribeImageAttribute"),
     "amazon.aws.ec2_tag": ("ec2:DescribeTags", "ec2:CreateTags"),  # present, no purge
     "amazon.aws.ec2_security_group": (
         "ec2:DescribeSecurityGroups", "ec2:CreateSecurityGroup",
@@ -85,7 +86,6 @@ ANSIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
 # name); the shipped policy does not grant them, so such a run would fail on AccessDenied.
 ANSIBLE_DRIFT_ONLY = ("iam:UpdateRole", "iam:UntagRole", "iam:ListRoleTags",
                       "iam:UntagInstanceProfile", "ec2:DeleteTags",
-                      "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute",
                       "ssm:RemoveTagsFromResource")
 
 

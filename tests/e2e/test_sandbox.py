@@ -197,8 +197,9 @@ def test_ssm_runs_commands_on_exactly_the_targeted_hosts(sandbox: SandboxHandle,
     assert inv["Status"] == "InProgress"
     inv = _invocation(sandbox, cid, target)
     assert inv["Status"] == "TimedOut"
-    assert sandbox.exec(target, "pgrep -x sleep", check=False).returncode != 0, \
-        "a timed-out command is killed"
+    # The kill is sent before TimedOut is reported; the container's init reaps it soon after.
+    wait_for(lambda: sandbox.exec(target, "pgrep -x sleep", check=False).returncode != 0,
+             timeout=30, interval=0.5, what="a timed-out command to be killed")
 
     tag = sandbox.client("ec2")
     tag.create_tags(Resources=[other], Tags=[{"Key": "ssm-test", "Value": "yes"}])
