@@ -246,15 +246,13 @@ def host_command(settings: SandboxSettings, name: str, argv: list[str]) -> list[
     host = find_host(settings, name)
     if not host["nspawn_pid"]:
         raise SandboxError(f"host {host['instance_id']} is {host['state']}, not running")
-    children = []
-    for task in Path(f"/proc/{host['nspawn_pid']}/task").iterdir():
-        children += (task / "children").read_text().split()
-    if not children:
-        raise SandboxError(f"host {host['instance_id']} has no init process")
+    from orchestrator.sandbox.hosts import init_pid
+
+    leader = init_pid(int(host["nspawn_pid"]), host["instance_id"])
     env = ["env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME=/root", "LANG=C.UTF-8", "TERM=" + os.environ.get("TERM", "dumb")]
     login = 'set -a; . /etc/environment 2>/dev/null; set +a; cd /root 2>/dev/null; exec "$@"'
-    return ["nsenter", "-t", children[0], "-a", "-r", "-w", *env, "/bin/sh", "-c", login,
+    return ["nsenter", "-t", str(leader), "-a", "-r", "-w", *env, "/bin/sh", "-c", login,
             "sh", *argv]
 
 

@@ -52,6 +52,19 @@ def veth_name(net: SandboxSettings, instance_id: str) -> str:
     return f"{net.prefix}v" + hashlib.sha1(instance_id.encode()).hexdigest()[:9]
 
 
+def init_pid(nspawn_pid: int, instance_id: str, timeout_s: float = 10.0) -> int:
+    """The container's init: systemd-nspawn's child (it may take a moment to appear)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for task in Path(f"/proc/{nspawn_pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            if children:
+                return int(children[0])
+        if time.monotonic() > deadline:
+            raise SandboxError(f"host {instance_id} has no init process")
+        time.sleep(0.05)
+
+
 @dataclass
 class Host:
     """One instance's host. Methods block; the caller serialises operations per host."""
@@ -227,14 +240,7 @@ class Host:
         """PID (in our namespace) of the container's init, for nsenter."""
         if not self.running or self.proc is None:
             raise SandboxError(f"host {self.instance_id} is not running")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-                children = (task / "children").read_text().split()
-                if children:
-                    return int(children[0])
-            time.sleep(0.05)
-        raise SandboxError(f"host {self.instance_id} has no init process")
+        return init_pid(self.proc.pid, self.instance_id)
 
     def command(self, script: str) -> list[str]:
         """argv that runs `script` as root inside the host, with a login-like environment."""
