@@ -342,3 +342,22 @@ def test_client_token_makes_run_instances_idempotent(sandbox: SandboxHandle,
     ec2.get_waiter("instance_running").wait(InstanceIds=ids, WaiterConfig={"Delay": 1})
     live = [h for h in sandbox.hosts() if h["state"] != "terminated"]
     assert len([h for h in live if h["instance_id"] in ids]) == 2
+
+
+def test_zones_and_regions_through_the_cli(sandbox: SandboxHandle) -> None:
+    """`htcpool zones` lists the zones the sandbox's subnets are in; `regions` the region."""
+    htcpool = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "htcpool")
+
+    def cli(*args: str) -> object:
+        done = subprocess.run([htcpool, *args, "--json"], env=sandbox.env(), capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    zones = cli("zones")
+    assert isinstance(zones, list)
+    subnets = sandbox.client("ec2").describe_subnets()["Subnets"]
+    assert {s["AvailabilityZone"] for s in subnets} <= {z["name"] for z in zones}
+    regions = cli("regions")
+    assert isinstance(regions, list)
+    assert sandbox.state["region"] in {r["name"] for r in regions}
