@@ -86,7 +86,8 @@ def test_security_baseline(platform: str) -> None:
         assert knobs[f"SEC_DEFAULT_{kind}"] == "REQUIRED"
         assert knobs[f"SEC_READ_{kind}"] in ("REQUIRED", "OPTIONAL")
     methods = entries(knobs["SEC_DEFAULT_AUTHENTICATION_METHODS"])
-    assert methods[0] == "IDTOKENS"
+    # FS (local users as themselves) first, then the pool's tokens for remote peers.
+    assert methods == ["FS", "IDTOKENS"]
     assert not {"ANONYMOUS", "CLAIMTOBE", "PASSWORD"} & set(methods)
     assert "ANONYMOUS" not in knobs["SEC_CLIENT_AUTHENTICATION_METHODS"]
     assert knobs["TRUST_DOMAIN"] == "htcpool"
