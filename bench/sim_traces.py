@@ -24,8 +24,10 @@ from orchestrator.sim.runner import TraceReport, run_trace
 HERE = Path(__file__).resolve().parent
 TRACES = HERE.parent.parent / "shared" / "traces"
 # Extra settings of ours for the wait-vs-cost frontier (run after the timed comparison).
-FRONTIER = ["ours:idle_timeout_s=30", "ours:idle_timeout_s=600", "ours:spare_cores=4",
-            "ours:spare_cores=64", "ours:spare_cores=128"]
+# The first is the default before the forecast spare (queue-only scaling).
+FRONTIER = ["ours:arrival_window_s=0,spare_largest_jobs=0", "ours:idle_timeout_s=600",
+            "ours:spare_largest_jobs=4,spare_max_cores=128", "ours:spare_cores=64",
+            "ours:spare_cores=128"]
 
 
 def verdict(rep: TraceReport) -> list[str]:
@@ -105,7 +107,10 @@ def main() -> None:
         f"{params.min_billing_s:.0f} s minimum, at most {params.max_workers} instances, "
         f"c6i/r6i on-demand prices. Ours (defaults): idle_timeout_s {cfg.idle_timeout_s:.0f}, "
         f"interval_s {cfg.interval_s:.0f}, launch_delay_s {cfg.launch_delay_s:.0f}, "
-        f"spare_cores {cfg.spare_cores}. JSON: bench/sim-results.json.",
+        f"spare_cores {cfg.spare_cores}, forecast spare: arrival_window_s "
+        f"{cfg.arrival_window_s:.0f}, arrival_lead_s {cfg.arrival_lead_s:.0f}, "
+        f"spare_largest_jobs {cfg.spare_largest_jobs}, spare_max_cores {cfg.spare_max_cores}. "
+        "JSON: bench/sim-results.json.",
         "",
         "### Target check (ours with defaults)",
         "",

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from orchestrator.autoscaler.config import AutoscalerConfig
+from orchestrator.autoscaler.forecast import forecast_spare
 from orchestrator.autoscaler.model import (
     Drain,
     Instance,
@@ -168,7 +169,7 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     spare = (free_cores + sum(_cpus(cfg, i.instance_type) for i in booting)
              + sum(_cpus(cfg, t) for t in wanted) - queue_cores
              + sum(g.cpus * g.count for g in unsched))
-    target = spare_target(pool, cfg)
+    target = spare_target(pool, cfg, forecast_spare(obs, cfg, now))
     if spare < target:
         extra = _spare_shapes(target - spare, cfg,
                               min(headroom, cfg.max_launch_per_cycle) - len(wanted))
@@ -226,9 +227,10 @@ def _starts_and_launches(wanted: list[str], pool: Pool, cfg: AutoscalerConfig, w
     return tuple(starts), launches
 
 
-def spare_target(pool: Pool, cfg: AutoscalerConfig) -> int:
+def spare_target(pool: Pool, cfg: AutoscalerConfig, arrivals: int = 0) -> int:
+    """Static spare (spare_cores, spare_fraction of busy cores) plus the arrivals'."""
     busy = sum(sd.total_cpus - sd.free_cpus for _, sd in pool.joined)
-    return cfg.spare_cores + math.ceil(cfg.spare_fraction * busy)
+    return cfg.spare_cores + math.ceil(cfg.spare_fraction * busy) + arrivals
 
 
 def _cpus(cfg: AutoscalerConfig, instance_type: str) -> int:

@@ -58,6 +58,15 @@ class AutoscalerConfig(BaseModel):
     # cores, so a new job usually starts at the next negotiation instead of after a boot.
     spare_cores: int = Field(default=0, ge=0)
     spare_fraction: float = Field(default=0.0, ge=0)
+    # Forecast spare (forecast.py), beyond the two above: the cores jobs submitted over the
+    # last arrival_window_s asked for, scaled to arrival_lead_s (about a boot plus a
+    # negotiation), or room for spare_largest_jobs more jobs the size of the largest idle or
+    # running one, whichever is more, at most spare_max_cores. Read from the queue, so it is
+    # zero once the queue is empty. arrival_window_s 0 / spare_largest_jobs 0 turn them off.
+    arrival_window_s: float = Field(default=120.0, ge=0)
+    arrival_lead_s: float = Field(default=20.0, ge=0)
+    spare_largest_jobs: int = Field(default=1, ge=0)
+    spare_max_cores: int = Field(default=32, ge=0)
     min_workers: int = Field(default=0, ge=0)
     max_workers: int = Field(default=100, ge=0)
     max_launch_per_cycle: int = Field(default=100, gt=0)

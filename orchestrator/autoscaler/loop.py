@@ -97,7 +97,8 @@ class Autoscaler:
         slots = self.source.slots()
         jobs = self.source.jobs(f"JobStatus == {int(JobStatus.IDLE)} || "
                                 f"JobStatus == {int(JobStatus.RUNNING)}")
-        return observing.build(self.pool, instances, slots, jobs, now)
+        return observing.build(self.pool, instances, slots, jobs, now,
+                               self.config.arrival_window_s)
 
     def run_once(self, dry_run: bool = False) -> PassResult:
         self._events = []

@@ -92,12 +92,27 @@ class IdleJobs:
 
 
 @dataclass(frozen=True, slots=True)
+class Submitted:
+    """`count` jobs still in the queue (idle or running) that were submitted at `qdate`
+    (the job ad's QDate) asking for `request_cpus` each: the recent arrivals."""
+
+    qdate: float
+    request_cpus: int
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     pool: str
     instances: tuple[Instance, ...] = ()
     startds: tuple[Startd, ...] = ()
     idle_jobs: tuple[IdleJobs, ...] = ()
     running_jobs: int = 0
+    # Jobs in the queue submitted within the observer's window (arrival_window_s), oldest
+    # first; finished jobs have left the queue and are not seen, live or simulated.
+    submitted: tuple[Submitted, ...] = ()
+    # Running jobs as (request_cpus, count), by request: the sizes the pool is serving.
+    running_requests: tuple[tuple[int, int], ...] = ()
 
 
 # --- the plan -------------------------------------------------------------------------

@@ -15,7 +15,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.autoscaler.model import IdleJobs, Instance, InstanceState, Observation, Startd
+from orchestrator.autoscaler.model import (
+    IdleJobs,
+    Instance,
+    InstanceState,
+    Observation,
+    Startd,
+    Submitted,
+)
 from orchestrator.cloud_records import Instance as CloudInstance
 from orchestrator.condor import Job, JobStatus, Slot
 
@@ -125,9 +132,32 @@ def idle_groups(jobs: Iterable[Job]) -> list[IdleJobs]:
     return out
 
 
+def recent_submits(jobs: Iterable[Job], now: float, window_s: float) -> list[Submitted]:
+    """Idle and running jobs submitted within `window_s`, by (QDate, cores), oldest first:
+    what the policy's arrival forecast reads."""
+    if window_s <= 0:
+        return []
+    counts: dict[tuple[float, int], int] = defaultdict(int)
+    for job in jobs:
+        if (job.status in (JobStatus.IDLE, JobStatus.RUNNING) and job.qdate is not None
+                and now - window_s <= job.qdate <= now):
+            counts[(float(job.qdate), max(job.request_cpus, 1))] += 1
+    return [Submitted(q, c, n) for (q, c), n in sorted(counts.items())]
+
+
+def running_requests(jobs: Iterable[Job]) -> list[tuple[int, int]]:
+    """Running jobs counted by requested cores, smallest first."""
+    counts: dict[int, int] = defaultdict(int)
+    for job in jobs:
+        if job.status == JobStatus.RUNNING:
+            counts[max(job.request_cpus, 1)] += 1
+    return sorted(counts.items())
+
+
 def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
-          jobs: Iterable[Job], now: float) -> Observed:
-    """Pure assembly of an Observation from what the cloud and the collector returned."""
+          jobs: Iterable[Job], now: float, arrival_window_s: float = 0.0) -> Observed:
+    """Pure assembly of an Observation from what the cloud and the collector returned
+    (with the arrivals of the last `arrival_window_s` when the forecast is on)."""
     policy_instances = [p for i in instances if (p := to_policy_instance(i, now)) is not None]
     tags = {i.instance_id: dict(i.tags) for i in policy_instances}
     known = set(tags)
@@ -140,7 +170,9 @@ def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
     idle = idle_groups(job_list)
     running = sum(1 for j in job_list if j.status == JobStatus.RUNNING)
     obs = Observation(pool=pool, instances=tuple(policy_instances), startds=tuple(startds),
-                      idle_jobs=tuple(idle), running_jobs=running)
+                      idle_jobs=tuple(idle), running_jobs=running,
+                      submitted=tuple(recent_submits(job_list, now, arrival_window_s)),
+                      running_requests=tuple(running_requests(job_list)))
     return Observed(observation=obs, machines=machines, tags=changes, jobs_running=running,
                     jobs_idle=sum(g.count for g in idle),
                     draining=sum(1 for s in startds if s.draining))

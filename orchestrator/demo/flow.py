@@ -153,7 +153,10 @@ class Demo:
         with aws_environment(self.state):
             with self.spinner("building the pool"):
                 state = self.state
-                self.pool = off_main_thread(lambda: build_pool(state, self.ansible))
+                # Queue-only scaling (no forecast spare), so the demo shows the queue's
+                # need launched and the pool emptied after the idle timeout.
+                self.pool = off_main_thread(lambda: build_pool(
+                    state, self.ansible, arrival_window_s=0.0, spare_largest_jobs=0))
             self.phase("")
             self.say(f"pool ready: central manager {self.pool.central_manager}, worker image "
                      f"{self.pool.worker_image}")

@@ -9,6 +9,7 @@ skipped ticks would have planned nothing.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import numpy.typing as npt
 
 from orchestrator.autoscaler.baselines import PARALLELCLUSTER_IDLE_S
 from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
-from orchestrator.autoscaler.model import IdleJobs, Observation, Plan
+from orchestrator.autoscaler.forecast import next_change
+from orchestrator.autoscaler.model import IdleJobs, Observation, Plan, Submitted
 from orchestrator.autoscaler.policy import get_policy
 from orchestrator.sim.jobqueue import JobQueue
 from orchestrator.sim.pool import UP, SimParams, SimPool
@@ -65,9 +67,11 @@ class Simulation:
         # Set to a list to record every (observation, now, plan) (the contract tests do).
         self.record: list[tuple[Observation, float, Plan]] | None = None
 
-    def reconcile(self, now: float, idle: tuple[IdleJobs, ...], running: int) -> Plan:
+    def reconcile(self, now: float, idle: tuple[IdleJobs, ...], running: int,
+                  submitted: tuple[Submitted, ...] = (),
+                  running_requests: tuple[tuple[int, int], ...] = ()) -> Plan:
         """One autoscaler pass against the simulated pool: observe, plan, act."""
-        obs = self.pool.observe(idle, running)
+        obs = self.pool.observe(idle, running, submitted, running_requests)
         plan = self.policy(obs, self.cfg, now)
         self.pool.apply(plan, now)
         if self.record is not None:
@@ -82,9 +86,12 @@ class Simulation:
         start = [math.nan] * n
         queue = JobQueue(submit)
         delay = self.cfg.launch_delay_s if self.cfg.policy == "binpack" else 0.0
+        window = self.cfg.arrival_window_s if self.cfg.policy == "binpack" else 0.0
+        window_due = INF  # when the oldest recent arrival leaves the window
         comps: list[tuple[float, int, int]] = []  # (end, job, worker)
         timers: list[tuple[float, int, float]] = []  # (expiry, worker, unclaimed since)
         idle_n = running_n = idle_cores = running_cores = 0
+        running_by_cpus: dict[int, int] = {}  # request cores -> running jobs
         samples: list[tuple[float, float, float]] = []
         bin_start, area_d, area_w, last = 0.0, 0.0, 0.0, 0.0  # time-weighted bins
         plan_calls = 0
@@ -99,6 +106,20 @@ class Simulation:
             shape, count = self.static
             for _ in range(count):
                 pool.launch(shape, 0.0, boot_s=0.0)
+
+        def arrivals(now: float) -> tuple[Submitted, ...]:
+            """What condor_q shows of the window: jobs submitted since now - window that
+            are still idle or running (finished ones have left the queue)."""
+            if window <= 0:
+                return ()
+            groups: dict[tuple[float, int], int] = {}
+            for j in range(bisect.bisect_left(submit, now - window, hi=i), i):
+                s = start[j]
+                if s == s and s + runtime[j] <= now:  # started (not NaN) and finished
+                    continue
+                key = (submit[j], cpus[j])
+                groups[key] = groups.get(key, 0) + 1
+            return tuple(Submitted(q, c, k) for (q, c), k in sorted(groups.items()))
 
         def negotiate(now: float) -> None:
             nonlocal idle_n, running_n, idle_cores, running_cores
@@ -123,6 +144,7 @@ class Simulation:
                         start[j] = now
                         heapq.heappush(comps, (now + runtime[j], j, w))
                     pool.claim_many(w, k, c, m)
+                    running_by_cpus[c] = running_by_cpus.get(c, 0) + k
                     idle_n -= k
                     running_n += k
                     idle_cores -= k * c
@@ -145,7 +167,8 @@ class Simulation:
                 if as_dirty:
                     t_as = _ceil(t, iv)
                 else:
-                    due = min(timers[0][0] if timers else INF, queue.next_ready(t, delay))
+                    due = min(timers[0][0] if timers else INF, queue.next_ready(t, delay),
+                              window_due)
                     t_as = _ceil(max(due, t), iv) if due < INF else INF
                 if t_as <= last_as:
                     t_as += iv
@@ -162,6 +185,10 @@ class Simulation:
                 _, j, w = heapq.heappop(comps)
                 running_n -= 1
                 running_cores -= cpus[j]
+                if running_by_cpus[cpus[j]] == 1:
+                    del running_by_cpus[cpus[j]]
+                else:
+                    running_by_cpus[cpus[j]] -= 1
                 if pool.release(w, cpus[j], mem[j], now):
                     heapq.heappush(timers, (now + self.idle_timeout, w, now))
                 match_dirty = as_dirty = True
@@ -176,7 +203,10 @@ class Simulation:
                 match_dirty = False
                 last_neg = now
             if now == t_as:
-                plan = self.reconcile(now, queue.observe(now, delay), running_n)
+                recent = arrivals(now)
+                plan = self.reconcile(now, queue.observe(now, delay), running_n, recent,
+                                      tuple(sorted(running_by_cpus.items())))
+                window_due = next_change(recent, self.cfg, now)
                 plan_calls += 1
                 last_as = now
                 as_dirty = not plan.is_empty

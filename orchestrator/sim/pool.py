@@ -21,6 +21,7 @@ from orchestrator.autoscaler.model import (
     Plan,
     RemovalAction,
     Startd,
+    Submitted,
 )
 
 POOL = "sim"
@@ -161,12 +162,15 @@ class SimPool:
             self._sd[w] = sd
         return sd
 
-    def observe(self, idle: tuple[IdleJobs, ...], running_jobs: int) -> Observation:
+    def observe(self, idle: tuple[IdleJobs, ...], running_jobs: int,
+                submitted: tuple[Submitted, ...] = (),
+                running_requests: tuple[tuple[int, int], ...] = ()) -> Observation:
         insts = [CENTRAL_MANAGER]
         insts += [self.instance(w) for w in self.alive]
         insts += [self.instance(w) for w in self.stopped]
         sds = [self.startd(w) for w in self.alive if self.state[w] == UP]
-        return Observation(POOL, tuple(insts), tuple(sds), idle, running_jobs)
+        return Observation(POOL, tuple(insts), tuple(sds), idle, running_jobs, submitted,
+                           running_requests)
 
     def apply(self, plan: Plan, now: float) -> None:
         """Perform a plan as the live executor does: replacements, starts, launches,

@@ -13,6 +13,8 @@ from orchestrator.autoscaler.model import (
 )
 
 POOL = "htcpool"
+# The queue's need alone, without the forecast spare (for examples about packing).
+QUEUE_ONLY: dict[str, float] = {"arrival_window_s": 0.0, "spare_largest_jobs": 0}
 
 
 def worker(iid: str, itype: str = "c6i.large", state: InstanceState = InstanceState.RUNNING,

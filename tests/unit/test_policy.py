@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from policy_helpers import jobs, obs, startd, worker
+from policy_helpers import QUEUE_ONLY, jobs, obs, startd, worker
 from pydantic import ValidationError
 
 from orchestrator.autoscaler import AutoscalerConfig, plan
 from orchestrator.autoscaler.model import IdleJobs, InstanceState, RemovalAction
 from orchestrator.errors import ConfigError
 
-CFG = AutoscalerConfig()
+CFG = AutoscalerConfig(**QUEUE_ONLY)
 
 
 def launched(p: object) -> dict[str, int]:
@@ -47,7 +47,7 @@ def test_mixed_jobs_share_new_instances() -> None:
 
 
 def test_clamped_by_max_workers_and_cycle_cap() -> None:
-    cfg = AutoscalerConfig(max_workers=3, max_launch_per_cycle=2)
+    cfg = AutoscalerConfig(max_workers=3, max_launch_per_cycle=2, **QUEUE_ONLY)
     o = obs([worker("i-1", state=InstanceState.PENDING, launched=0.0)], idle=[jobs(300)])
     p = plan(o, cfg, now=10.0)
     assert sum(launched(p).values()) == 2
@@ -86,7 +86,7 @@ def test_worker_needed_by_queue_is_kept() -> None:
 
 
 def test_min_workers_kept_and_filled() -> None:
-    cfg = AutoscalerConfig(min_workers=2)
+    cfg = AutoscalerConfig(min_workers=2, **QUEUE_ONLY)
     o = obs([worker("i-1")], [startd("i-1", since=0.0)])
     p = plan(o, cfg, now=1e6)
     assert not p.removals and sum(launched(p).values()) == 1
@@ -105,7 +105,7 @@ def test_draining_claimed_worker_waits() -> None:
 
 
 def test_warm_pool_starts_and_stops() -> None:
-    cfg = AutoscalerConfig(warm_pool=True)
+    cfg = AutoscalerConfig(warm_pool=True, **QUEUE_ONLY)
     o = obs([worker("i-s", state=InstanceState.STOPPED)], idle=[jobs(4)])
     p = plan(o, cfg, now=0.0)
     assert [s.instance_id for s in p.starts] == ["i-s"]
@@ -148,13 +148,13 @@ def test_large_queue_and_pool() -> None:
     sds = [startd(f"i-{n}", 4, 8192, free_cpus=n % 2, free_mem=2048, claimed=True)
            for n in range(1000)]
     idle = [jobs(2500, cpus=c, mem=1024 * c) for c in (1, 2, 4, 8)]
-    p = plan(obs(insts, sds, idle), AutoscalerConfig(max_workers=2000,
+    p = plan(obs(insts, sds, idle), AutoscalerConfig(**QUEUE_ONLY, max_workers=2000,
                                                     max_launch_per_cycle=2000), now=0.0)
     assert p.desired_workers > 1000 and not p.removals
 
 
 def test_launch_delay_lets_free_capacity_drain_a_burst_first() -> None:
-    cfg = AutoscalerConfig(launch_delay_s=60)
+    cfg = AutoscalerConfig(launch_delay_s=60, **QUEUE_ONLY)
     young = IdleJobs(1, 1024, 0, 10, qdate=990.0)
     old = IdleJobs(1, 1024, 0, 4, qdate=900.0)
     assert not plan(obs(idle=[young]), cfg, now=1000.0).launches
@@ -165,7 +165,7 @@ def test_launch_delay_lets_free_capacity_drain_a_burst_first() -> None:
 
 
 def test_spare_cores_launched_and_kept() -> None:
-    cfg = AutoscalerConfig(spare_cores=8)
+    cfg = AutoscalerConfig(spare_cores=8, **QUEUE_ONLY)
     assert launched(plan(obs(), cfg, now=0.0)) == {"c6i.2xlarge": 1}
     o = obs([worker("i-1", "c6i.2xlarge")], [startd("i-1", 8, 16384, since=0.0)])
     p = plan(o, cfg, now=1e6)
@@ -173,7 +173,7 @@ def test_spare_cores_launched_and_kept() -> None:
 
 
 def test_large_idle_spare_swapped_for_a_smaller_one() -> None:
-    cfg = AutoscalerConfig(spare_cores=4)
+    cfg = AutoscalerConfig(spare_cores=4, **QUEUE_ONLY)
     o = obs([worker("i-1", "c6i.32xlarge")], [startd("i-1", 128, 262144, since=0.0)])
     p = plan(o, cfg, now=1e6)
     assert [r.instance_id for r in p.removals] == ["i-1"]

@@ -18,6 +18,7 @@ from orchestrator.autoscaler.model import (
     Observation,
     Plan,
     Startd,
+    Submitted,
 )
 
 NOW = 10_000.0
@@ -65,12 +66,23 @@ configs = st.builds(
     spare_cores=st.sampled_from([0, 0, 4, 32]),
     spare_fraction=st.sampled_from([0.0, 0.0, 0.5]),
     launch_delay_s=st.sampled_from([0.0, 0.0, 60.0]),
+    arrival_window_s=st.sampled_from([0.0, 120.0]),
+    spare_largest_jobs=st.sampled_from([0, 1, 4]),
+    spare_max_cores=st.sampled_from([8, 32, 128]),
 )
 
+# What the forecast reads: recent submissions (some outside the window) and running jobs.
+arrivals = st.tuples(
+    st.lists(st.builds(Submitted, st.floats(NOW - 300, NOW), st.integers(1, 64),
+                       st.integers(1, 20)), max_size=4),
+    st.lists(st.tuples(st.integers(1, 64), st.integers(1, 5)), max_size=3))
 
-def observation(data: tuple[list[Instance], list[Startd]], idle: list[IdleJobs]
+
+def observation(data: tuple[list[Instance], list[Startd]], idle: list[IdleJobs],
+                queue: tuple[list[Submitted], list[tuple[int, int]]] = ([], [])
                 ) -> Observation:
-    return Observation(POOL, tuple(data[0]), tuple(data[1]), tuple(idle), 3)
+    return Observation(POOL, tuple(data[0]), tuple(data[1]), tuple(idle), 3,
+                       tuple(queue[0]), tuple(queue[1]))
 
 
 def ours(o: Observation) -> dict[str, Instance]:
@@ -78,12 +90,11 @@ def ours(o: Observation) -> dict[str, Instance]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(instances_and_startds(), idle_jobs, configs)
-def test_never_touches_claimed_foreign_or_central_manager(data: tuple[list[Instance],
-                                                                      list[Startd]],
-                                                          idle: list[IdleJobs],
-                                                          cfg: AutoscalerConfig) -> None:
-    o = observation(data, idle)
+@given(instances_and_startds(), idle_jobs, configs, arrivals)
+def test_never_touches_claimed_foreign_or_central_manager(
+        data: tuple[list[Instance], list[Startd]], idle: list[IdleJobs],
+        cfg: AutoscalerConfig, queue: tuple[list[Submitted], list[tuple[int, int]]]) -> None:
+    o = observation(data, idle, queue)
     p = plan(o, cfg, NOW)
     mine = ours(o)
     startds = {s.instance_id: s for s in o.startds}
@@ -100,10 +111,11 @@ def test_never_touches_claimed_foreign_or_central_manager(data: tuple[list[Insta
 
 
 @settings(max_examples=300, deadline=None)
-@given(instances_and_startds(), idle_jobs, configs)
+@given(instances_and_startds(), idle_jobs, configs, arrivals)
 def test_never_exceeds_max(data: tuple[list[Instance], list[Startd]], idle: list[IdleJobs],
-                           cfg: AutoscalerConfig) -> None:
-    o = observation(data, idle)
+                           cfg: AutoscalerConfig,
+                           queue: tuple[list[Submitted], list[tuple[int, int]]]) -> None:
+    o = observation(data, idle, queue)
     p = plan(o, cfg, NOW)
     added = sum(x.count for x in p.launches) + len(p.starts)
     if added:
@@ -130,13 +142,14 @@ def apply(o: Observation, p: Plan) -> Observation:
 
 
 @settings(max_examples=300, deadline=None)
-@given(instances_and_startds(), idle_jobs, st.integers(0, 3), st.sampled_from([0, 0, 8]))
-def test_launches_cover_the_need_and_then_settle(data: tuple[list[Instance], list[Startd]],
-                                                 idle: list[IdleJobs], min_workers: int,
-                                                 spare: int) -> None:
+@given(instances_and_startds(), idle_jobs, st.integers(0, 3), st.sampled_from([0, 0, 8]),
+       arrivals)
+def test_launches_cover_the_need_and_then_settle(
+        data: tuple[list[Instance], list[Startd]], idle: list[IdleJobs], min_workers: int,
+        spare: int, queue: tuple[list[Submitted], list[tuple[int, int]]]) -> None:
     cfg = AutoscalerConfig(max_workers=10_000, max_launch_per_cycle=10_000,
                            min_workers=min_workers, spare_cores=spare)
-    o = observation(data, idle)
+    o = observation(data, idle, queue)
     p = plan(o, cfg, NOW)
     # capacity check, independent of the packer: launched cores cover unmet cores
     unsched = {(u.request_cpus, u.request_memory_mb) for u in p.unschedulable}
@@ -163,6 +176,7 @@ def test_stable_when_pool_fits_queue(workers: list[tuple[str, float]], n_jobs: i
     """Busy or recently idle workers, a queue that fits: nothing to do, for ours."""
     cfg = cfg.model_copy(update={"policy": "binpack", "idle_timeout_s": 300.0,
                                  "spare_cores": 0, "spare_fraction": 0.0,
+                                 "arrival_window_s": 0.0, "spare_largest_jobs": 0,
                                  "max_workers": max(cfg.max_workers, len(workers)),
                                  "min_workers": min(cfg.min_workers, len(workers))})
     insts = [worker(f"i-{k}", t) for k, (t, _) in enumerate(workers)]

@@ -56,7 +56,8 @@ def test_one_job_cold_start(tmp_path: Path) -> None:
 
 def test_booting_capacity_takes_the_next_job(tmp_path: Path) -> None:
     # job 2 (submitted 25) fits on the core left on the instance booting for job 1
-    _, r = simulate(swf(tmp_path, [(0, 1, 1, 1024, 1), (25, 100, 1, 1024, 1)]))
+    cfg = AutoscalerConfig(arrival_window_s=0.0, spare_largest_jobs=0)
+    _, r = simulate(swf(tmp_path, [(0, 1, 1, 1024, 1), (25, 100, 1, 1024, 1)]), cfg)
     assert r.start.tolist() == [60.0, 60.0]
     assert r.launches == 1
 
