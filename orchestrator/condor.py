@@ -55,13 +55,21 @@ class JobStatus(IntEnum):
     UNKNOWN = 0
 
 
+_STATUSES: dict[int, JobStatus] = {int(s): s for s in JobStatus}
+
+
 class CondorError(HtcpoolError):
     """The pool could not be queried (daemon down, command failed, bad output)."""
 
 
 def _num(value: Any, default: float = 0.0) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         else default
+
+
+def _int(value: Any, default: int = 0) -> int:
+    """int(_num(value, default)); a plain int (the usual value) is taken as it is."""
+    return value if value.__class__ is int else int(_num(value, default))
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,8 @@ class Slot:
         ecs = ad.get("EnteredCurrentState")
         return cls(name=str(ad.get("Name", "")), machine=str(ad.get("Machine", "")),
                    state=str(ad.get("State", "")), activity=str(ad.get("Activity", "")),
-                   load_avg=_num(ad.get("LoadAvg")), memory_mb=int(_num(ad.get("Memory"))),
-                   cpus=int(_num(ad.get("Cpus"))), gpus=int(_num(ad.get("Gpus"))),
+                   load_avg=_num(ad.get("LoadAvg")), memory_mb=_int(ad.get("Memory")),
+                   cpus=_int(ad.get("Cpus")), gpus=_int(ad.get("Gpus")),
                    slot_type=str(ad.get("SlotType") or ""),
                    ec2_instance_id=ad.get("EC2InstanceId") or None,
                    pool=ad.get("HtcpoolPool") or None,
@@ -120,19 +128,18 @@ class Job:
 
     @classmethod
     def from_ad(cls, ad: dict[str, Any]) -> Job:
-        raw_status = int(_num(ad.get("JobStatus")))
-        status = JobStatus(raw_status) if raw_status in JobStatus._value2member_map_ \
-            else JobStatus.UNKNOWN
-        qdate = ad.get("QDate")
-        return cls(cluster=int(_num(ad.get("ClusterId"))), proc=int(_num(ad.get("ProcId"))),
-                   owner=str(ad.get("Owner", "")), status=status,
-                   batch_name=str(ad.get("JobBatchName") or ""),
-                   request_cpus=int(_num(ad.get("RequestCpus"), 1)),
-                   request_memory_mb=int(_num(ad.get("RequestMemory"))),
-                   request_gpus=int(_num(ad.get("RequestGpus"))),
-                   qdate=int(qdate) if isinstance(qdate, int | float) else None,
-                   remote_host=ad.get("RemoteHost") or None,
-                   hold_reason=ad.get("HoldReason") or None)
+        get = ad.get
+        status = _STATUSES.get(_int(get("JobStatus")), JobStatus.UNKNOWN)
+        qdate = get("QDate")
+        return cls(cluster=_int(get("ClusterId")), proc=_int(get("ProcId")),
+                   owner=str(get("Owner", "")), status=status,
+                   batch_name=str(get("JobBatchName") or ""),
+                   request_cpus=_int(get("RequestCpus"), 1),
+                   request_memory_mb=_int(get("RequestMemory")),
+                   request_gpus=_int(get("RequestGpus")),
+                   qdate=int(qdate) if isinstance(qdate, (int, float)) else None,
+                   remote_host=get("RemoteHost") or None,
+                   hold_reason=get("HoldReason") or None)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -142,38 +149,101 @@ class Job:
 
 
 def _plain(ad: Any, attrs: Iterable[str]) -> dict[str, Any]:
-    """Evaluate a classad2.ClassAd's attributes to plain Python values (None if undefined)."""
+    """Evaluate a classad2.ClassAd's attributes to plain Python values (None if undefined).
+    A literal is its own value (the ad's item: one lookup); only an expression (an ExprTree
+    item) is evaluated, in the context of the ad."""
     import classad2
 
+    present = {name.lower() for name in ad}  # attribute names ignore case
     out: dict[str, Any] = {}
     for key in attrs:
-        if key not in ad:
+        if key.lower() not in present:
             continue
-        value = ad.eval(key)
+        value = ad[key]
+        if isinstance(value, classad2.ExprTree):
+            value = ad.eval(key)
         out[key] = None if isinstance(value, classad2.Value) else value
     return out
 
 
-def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
-    """Parse `condor_* -json` output (a JSON list of ads, or nothing) and evaluate it."""
+_EXPR_START, _EXPR_END = "/Expr(", ")/"
+
+
+def _literal(value: Any) -> bool:
+    """True if classad2 would evaluate this JSON value to itself (null: UNDEFINED, None).
+    HTCondor writes an expression as the string "\\/Expr(...)\\/", "/Expr(...)/" once decoded."""
+    if value is None or value.__class__ in (int, float, bool):
+        return True
+    return value.__class__ is str and not (value.startswith(_EXPR_START)
+                                           and value.endswith(_EXPR_END))
+
+
+def _literal_values(item: Any, names: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The wanted attributes of one JSON ad if each is a literal (names matched without
+    regard to case, as in ClassAds); None if any needs classad2 to evaluate it."""
+    if not isinstance(item, dict):
+        return None
+    out: dict[str, Any] = {}
+    for name, _key in names:  # the usual case: the names as asked for, and nothing else
+        if name in item:
+            value = item[name]
+            if value.__class__ is not int and not _literal(value):
+                return None
+            out[name] = value
+    if len(out) == len(item):
+        return out
+    folded = {str(k).lower(): v for k, v in item.items()}
+    out = {}
+    for name, key in names:
+        if key in folded:
+            value = folded[key]
+            if not _literal(value):
+                return None
+            out[name] = value
+    return out
+
+
+def _classad_from_json(item: Any) -> Any:
+    """One decoded JSON ad parsed by classad2, written back as HTCondor wrote it: UTF-8 (the
+    parser misreads \\u escapes) and each expression as "\\/Expr(...)\\/", the only form it
+    takes for one; json.dumps writes "/" plainly, so every "/" is escaped again, which leaves
+    every string as it was."""
     import classad2
 
+    text = json.dumps(item, ensure_ascii=False).replace("/", "\\/")
+    return classad2.parseOne(text, classad2.ParserType.JSON)
+
+
+def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
+    """Parse `condor_* -json` output (a JSON list of ads, or nothing) and evaluate it.
+
+    An ad whose wanted attributes are all literals (numbers, strings, booleans, null) is
+    read straight from json.loads; one with an expression among them (or a list or a nested
+    ad) is parsed and evaluated by classad2, in the context of the whole ad."""
     text = text.strip()
     if not text:
         return []
     if not text.startswith("["):
         raise CondorError(f"unexpected output instead of JSON ads: {text.splitlines()[0][:120]}")
+    names = list(attrs)
+    folded = [(name, name.lower()) for name in names]
+    parsed: list[dict[str, Any] | None] = []
+    ads: dict[int, Any] = {}
     try:
         # The bindings' JSON stream parser (25.x) stops after the first ad of a list, so the
-        # list is split with json and each ad parsed (and later evaluated) by classad2.
+        # list is split with json and only the ads that need it are parsed by classad2.
         raw = json.loads(text)
         if not isinstance(raw, list):
             raise ValueError("not a list of ads")
-        ads = [classad2.parseOne(json.dumps(item), classad2.ParserType.JSON) for item in raw]
+        for n, item in enumerate(raw):
+            values = _literal_values(item, folded)
+            if values is None:
+                ads[n] = _classad_from_json(item)
+            parsed.append(values)
     except Exception as err:
         raise CondorError(f"cannot parse the ads returned: {err}") from err
-    names = list(attrs)
-    return [_plain(ad, names) for ad in ads]
+    return [values if values is not None else _plain(ads[n], names)
+            for n, values in enumerate(parsed)]
 
 
 def condor_status_argv(constraint: str | None = None) -> list[str]:
