@@ -3,10 +3,11 @@
     sudo .venv/bin/python -m bench.pool_views [--repeat N] [--pool NAME]
 
 Needs a running sandbox (`htcpool sandbox up`) whose pool has a central manager (run
-`htcpool bootstrap` first). For each transport (SSM, ssh, and the htcondor bindings pointed
-at the central manager's collector/schedd) it times the query alone (in-process, one Cloud
-per run) and the whole command as a user sees it (`htcpool pool status --json`, a new
-process each time). Results go to the "pool_views" section of bench/RESULTS.md.
+`htcpool bootstrap` first); htcpool is installed on the central manager with the master
+role's autoscaler feature if it is not there yet. For each transport (SSM, ssh, and the
+htcondor bindings on the central manager) it times the query alone (in-process) and the
+whole command as a user sees it (`htcpool pool status --json`, a new process each time).
+Results go to the "pool_views" section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -37,41 +38,61 @@ def _timed(fn: Callable[[], Any], repeat: int) -> list[float]:
 
 
 ON_CM = r"""
-import json, sys, time
-import htcondor2
-from orchestrator_attrs import SLOT, JOB
+import json, os, subprocess, sys, time
+from orchestrator.condor import LocalSource
 n = int(sys.argv[1])
 def timed(fn):
     out = []
     for _ in range(n):
         t = time.perf_counter(); fn(); out.append(time.perf_counter() - t)
     return out
-fn_s = lambda: htcondor2.Collector().query(htcondor2.AdTypes.Startd, "true", SLOT)
-fn_j = lambda: htcondor2.Schedd().query("true", JOB)
-fn_s(); fn_j()
-print(json.dumps({"startd": timed(fn_s), "jobs": timed(fn_j)}))
+source = LocalSource()
+source.slots(); source.jobs()
+env = {**os.environ, "HTCPOOL_CONFIG": "/etc/htcpool/htcpool.toml"}
+cli = lambda *a: subprocess.run(["/opt/htcpool/bin/htcpool", *a, "--json"], env=env,
+                                check=True, capture_output=True)
+print(json.dumps({"startd": timed(source.slots), "jobs": timed(source.jobs),
+                  "status": timed(lambda: cli("pool", "status")),
+                  "queue": timed(lambda: cli("queue"))}))
 """
+
+
+def _install_on_central_manager(state: dict[str, Any], settings: Any, cm: str) -> None:
+    """htcpool on the central manager, as the master role installs it for the autoscaler
+    service (bootstrap.yml with htcondor_master_autoscaler_enabled; service stopped)."""
+    from orchestrator.provision import REPO_ROOT, run_playbook
+    from orchestrator.sandbox import control
+    from orchestrator.sandbox.pool import aws_environment, manager_autoscaler_vars, sandbox_config
+
+    if control.exec_in(settings, cm, ["test", "-x", "/opt/htcpool/bin/htcpool"],
+                       check=False).returncode == 0:
+        return
+    config = sandbox_config(state)
+    with aws_environment(state):
+        run_playbook(config, REPO_ROOT / "playbooks" / "bootstrap.yml",
+                     inventory=Path(state["inventory"]), limit="htcondor_central_manager",
+                     extravars=manager_autoscaler_vars(state, config), progress=print)
 
 
 def _bindings_on_central_manager(settings: Any, cm: str, repeat: int
                                  ) -> list[tuple[str, list[float]]]:
-    """The local transport where it runs: the official bindings on the central manager."""
+    """The local transport where it runs: htcpool's LocalSource (the official bindings) on
+    the central manager, in-process and as `htcpool` commands."""
     import json
 
-    from orchestrator.condor import JOB_ATTRS, SLOT_ATTRS
     from orchestrator.sandbox import control
 
-    script = ON_CM.replace("from orchestrator_attrs import SLOT, JOB",
-                           f"SLOT = {list(SLOT_ATTRS)!r}; JOB = {list(JOB_ATTRS)!r}")
-    done = control.exec_in(settings, cm, ["python3", "-c", script, str(repeat)],
-                           capture_output=True, check=False)
+    done = control.exec_in(settings, cm, ["/opt/htcpool/bin/python", "-c", ON_CM,
+                                          str(repeat)], capture_output=True, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"bindings on the central manager failed: {last}")
-        return []
+        raise SystemExit(f"bindings on the central manager failed: {last}")
     times = json.loads(done.stdout.strip().splitlines()[-1])
     return [("bindings on the central manager: startd ads (query only)", times["startd"]),
-            ("bindings on the central manager: jobs (query only)", times["jobs"])]
+            ("bindings on the central manager: jobs (query only)", times["jobs"]),
+            ("bindings on the central manager: `htcpool pool status` (new process)",
+             times["status"]),
+            ("bindings on the central manager: `htcpool queue` (new process)", times["queue"])]
 
 
 def _old_way(cloud: Any, cm: str) -> None:
@@ -121,6 +142,7 @@ def main() -> None:
             "ssm": open_source(config, lambda: cloud, "ssm"),
             "ssh": open_source(config, lambda: cloud, "ssh"),
         }
+        _install_on_central_manager(state, SandboxSettings(), cm.id)
         rows += _bindings_on_central_manager(SandboxSettings(), cm.id, args.repeat)
         rows.append(("old approach: SSM condor_status + boto3's command_executed waiter "
                      "(default polling)", _timed(lambda: _old_way(cloud, cm.id), 2)))
@@ -148,9 +170,8 @@ def main() -> None:
             f"Machine: {machine()}  \nRevision: {git_revision()}, "
             f"{time.strftime('%Y-%m-%d')}\n\n" + "\n".join(lines) + "\n\n"
             "Targets: bindings < 0.1 s, SSM < 1.5 s, `htcpool --help` < 0.5 s. The bindings "
-            "on the central manager are refused by its collector under the roles' security "
-            "settings (IDTOKENS identity mapped to condor@password, DENIED), so that row is "
-            "missing until that is fixed; the CLI falls back to SSM or ssh.\n")
+            "rows run on the central manager with the htcpool the master role installs there "
+            "for the autoscaler service (`htcondor_master_autoscaler_enabled`).\n")
     update_section("pool_views", "Pool and queue views per transport (issue 4)", body)
 
 

@@ -300,6 +300,21 @@ class PoolSource(ABC):
         return done.stdout
 
 
+def _bindings() -> Any:
+    """The htcondor2 module, set up to authenticate the way the command-line tools do."""
+    import htcondor2
+
+    # Run by root, the tools read the pool token in SEC_TOKEN_SYSTEM_DIRECTORY; the bindings
+    # read only SEC_TOKEN_DIRECTORY (~/.condor/tokens.d), and without a token root on the
+    # central manager signs with the pool key itself, as condor@password, which the pool's
+    # ALLOW_* lists do not name (the collector answers DENIED).
+    if os.geteuid() == 0 and not os.environ.get("_CONDOR_SEC_TOKEN_DIRECTORY"):
+        system = htcondor2.param.get("SEC_TOKEN_SYSTEM_DIRECTORY")
+        if system and Path(system).is_dir():
+            htcondor2.param["SEC_TOKEN_DIRECTORY"] = system
+    return htcondor2
+
+
 class LocalSource(PoolSource):
     transport = Transport.LOCAL
 
@@ -312,7 +327,7 @@ class LocalSource(PoolSource):
         return f"local bindings ({self.collector_host or 'this host'})"
 
     def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        import htcondor2
+        htcondor2 = _bindings()
 
         try:
             coll = htcondor2.Collector(self.collector_host) if self.collector_host \
@@ -323,7 +338,7 @@ class LocalSource(PoolSource):
         return [_plain(ad, SLOT_ATTRS) for ad in ads]
 
     def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        import htcondor2
+        htcondor2 = _bindings()
 
         try:
             if self.collector_host or self.schedd_name:

@@ -243,3 +243,49 @@ def sandbox_pool(sandbox: SandboxHandle) -> Iterator[PoolHandle]:
         config_file.write_text(config_toml(built.config).replace(
             "[autoscaler]\n", "[autoscaler]\narrival_window_s = 0.0\nspare_largest_jobs = 0\n", 1))
         yield PoolHandle(sandbox=sandbox, pool=built, config_file=config_file)
+
+
+@dataclass
+class ManagerHtcpool:
+    """htcpool as the master role installs it on the central manager (autoscaler service)."""
+
+    pool: PoolHandle
+    extravars: dict[str, Any]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`htcpool ARGS` on the central manager as root, with the role's configuration."""
+        import shlex
+
+        return self.pool.sandbox.exec(
+            self.pool.cm, f"HTCPOOL_CONFIG={AUTOSCALER_CONFIG} /opt/htcpool/bin/htcpool "
+                          f"{shlex.join(args)}", check=check)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def bootstrap(self, **overrides: Any) -> Any:
+        """bootstrap.yml on the central manager only; returns ansible's per-host stats."""
+        from orchestrator.provision import run_playbook
+        from orchestrator.sandbox.pool import aws_environment
+
+        with aws_environment(self.pool.sandbox.state):
+            result = run_playbook(
+                self.pool.pool.config, REPO / "playbooks" / "bootstrap.yml",
+                inventory=self.pool.pool.inventory, limit="htcondor_central_manager",
+                extravars={**self.extravars, **overrides})
+        return result.stats
+
+
+AUTOSCALER_CONFIG = "/etc/htcpool/htcpool.toml"
+
+
+@pytest.fixture(scope="session")
+def manager_htcpool(sandbox_pool: PoolHandle) -> ManagerHtcpool:
+    """The master role's autoscaler feature applied to the session pool's central manager,
+    service installed but stopped (tests start it when they need it)."""
+    from orchestrator.sandbox.pool import manager_autoscaler_vars
+
+    extravars = manager_autoscaler_vars(sandbox_pool.sandbox.state, sandbox_pool.pool.config)
+    handle = ManagerHtcpool(pool=sandbox_pool, extravars=extravars)
+    handle.bootstrap()
+    return handle

@@ -247,12 +247,7 @@ def log_actions(calls: Iterable[Any]) -> set[str]:
 # --- known differences, each with what to change ----------------------------------------------
 
 # Called by the code, not granted by iam/operator-policy.json. Fix the policy, then empty this.
-KNOWN_MISSING: dict[str, str] = {
-    "ssm:CancelCommand": "orchestrator/ssm.py cancels a command that outlived its deadline; "
-                         "CancelCommand has no resource-level permissions, so it needs a "
-                         "statement with Resource \"*\" (tests/ansible/test_iam.py then has to "
-                         "accept it among the unscoped actions)",
-}
+KNOWN_MISSING: dict[str, str] = {}
 
 # Granted by iam/operator-policy.json, called by no code, module or playbook of this repository.
 # Each is a candidate for removal (least privilege); keep only with a reason.

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "autoscale": ("orchestrator.cli.scale", "autoscale", "Run the autoscaler loop."),
     "sim": ("orchestrator.cli.sim", "app", "Replay job traces through the autoscaler policy."),
     "menu": ("orchestrator.cli.menu", "menu", "The interactive numbered control panel."),
+    "config": ("orchestrator.cli.misc", "config", "Validate the configuration; show it."),
 }
 
 

@@ -7,6 +7,7 @@ disk (upper, kept across stop/start like an EBS root volume), and systemd runs a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -216,8 +217,7 @@ class Host:
                 try:
                     self.proc.wait(timeout=timeout_s)
                 except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=10)
+                    self._kill()
             self.proc = None
             self.unmount()
 
@@ -225,10 +225,19 @@ class Host:
         """Pull the plug: what a host failure looks like (fault tests use it)."""
         with self._lock:
             if self.proc is not None and self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+                self._kill()
             self.proc = None
             self.unmount()
+
+    def _kill(self) -> None:
+        """SIGKILL the container's init first: it runs in its own session, so killing
+        systemd-nspawn's process group alone leaves it (and every process of the host,
+        jobs included) running as an orphan. An init's death ends its PID namespace."""
+        assert self.proc is not None
+        with contextlib.suppress(SandboxError, OSError):  # no init yet, or already gone
+            os.kill(init_pid(self.proc.pid, self.instance_id, timeout_s=1.0), signal.SIGKILL)
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
 
     def destroy(self) -> None:
         self.shutdown()

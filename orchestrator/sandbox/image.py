@@ -28,8 +28,11 @@ IMAGE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-sftp-server", "python3",
     "python3-apt", "sudo", "iproute2", "ca-certificates", "procps", "less",
 ]
-# What the local repository offers: HTCondor and what the roles' first-boot unit needs.
-REPO_PACKAGES = ["condor", "python3-boto3", "python3-debian", "gnupg"]
+# What the local repository offers: HTCondor, what the roles' first-boot unit needs, and
+# the run-time dependencies of htcpool itself (the master role's autoscaler service).
+REPO_PACKAGES = ["condor", "python3-boto3", "python3-debian", "gnupg", "python3-venv",
+                 "python3-click", "python3-rich", "python3-pydantic",
+                 "python3-prometheus-client", "python3-typer"]
 KEY_FILE = "htcpool-sandbox.asc"
 
 Progress = Callable[[str], None]

@@ -6,6 +6,7 @@ end-to-end tests, so both exercise exactly what the README tells people to run.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,19 +37,37 @@ def sandbox_config(state: dict[str, Any], pool: str = "htcpool",
 
 
 def config_toml(config: Config) -> str:
-    """The same settings as a config file (for `--keep` and the CLI in tests)."""
-    a = config.autoscaler
+    """The same settings as a config file (for `--keep` and the CLI in tests). Values are
+    JSON scalars and arrays, which TOML reads the same way; unset ones are left out."""
+    a = config.autoscaler.model_dump(mode="json")
+    shapes = a.pop("shapes")
     lines = [f'pool = "{config.pool}"', f'region = "{config.region}"',
              f'endpoint_url = "{config.endpoint_url}"', "", "[condor]",
              f'transport = "{config.condor.transport}"', "", "[worker]",
-             f'instance_type = "{config.worker.instance_type}"', "", "[autoscaler]",
-             f"interval_s = {a.interval_s}", f"idle_timeout_s = {a.idle_timeout_s}",
-             f"join_timeout_s = {a.join_timeout_s}", f"min_workers = {a.min_workers}",
-             f"max_workers = {a.max_workers}"]
-    for shape in a.shapes:
-        lines += ["", "[[autoscaler.shapes]]", f'name = "{shape.name}"', f"cpus = {shape.cpus}",
-                  f"memory_mb = {shape.memory_mb}", f"price_per_hour = {shape.price_per_hour}"]
+             f'instance_type = "{config.worker.instance_type}"', "", "[autoscaler]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in a.items() if value is not None]
+    for shape in shapes:
+        lines += ["", "[[autoscaler.shapes]]"]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in shape.items()
+                  if value is not None]
     return "\n".join(lines) + "\n"
+
+
+def manager_autoscaler_vars(state: dict[str, Any], config: Config,
+                            service_state: str = "stopped") -> dict[str, Any]:
+    """Extra variables that make bootstrap.yml install htcpool and its autoscaler service on
+    the sandbox's central manager, with this config's autoscaler settings."""
+    a = config.autoscaler
+    return {
+        "htcondor_master_autoscaler_enabled": True,
+        "htcondor_master_autoscaler_service_state": service_state,
+        # From inside the hosts the sandbox's API is on the bridge's gateway.
+        "htcondor_master_autoscaler_endpoint_url": state["host_endpoint_url"],
+        "htcondor_master_autoscaler_region": state["region"],
+        "htcondor_master_autoscaler_worker": {"instance_type": config.worker.instance_type},
+        "htcondor_master_autoscaler_settings": a.model_dump(mode="json", exclude={"shapes"}),
+        "htcondor_master_autoscaler_shapes": [s.model_dump(mode="json") for s in a.shapes],
+    }
 
 
 @contextmanager

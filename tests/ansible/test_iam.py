@@ -40,9 +40,11 @@ def test_operator_policy_has_no_wildcard_actions_and_scopes_mutations() -> None:
         assert all("*" not in action for action in actions), statement["Sid"]
         resources = as_list(statement["Resource"])
         if resources == ["*"]:
-            # Only read-only calls that have no resource-level permissions.
+            # Only read-only calls that have no resource-level permissions, and
+            # ssm:CancelCommand (no resource-level permissions either; it can only stop a
+            # command this principal could start, on the pool's instances).
             assert all(a.split(":")[1].startswith(("Describe", "Get", "List"))
-                       for a in actions), statement["Sid"]
+                       or a == "ssm:CancelCommand" for a in actions), statement["Sid"]
         destructive = {"ec2:TerminateInstances", "ec2:StopInstances", "ec2:DeregisterImage",
                        "ec2:DeleteSnapshot", "ssm:SendCommand"}
         if destructive & set(actions) and not any("document/" in r for r in resources):

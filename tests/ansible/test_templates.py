@@ -86,8 +86,7 @@ def test_security_baseline(platform: str) -> None:
         assert knobs[f"SEC_DEFAULT_{kind}"] == "REQUIRED"
         assert knobs[f"SEC_READ_{kind}"] in ("REQUIRED", "OPTIONAL")
     methods = entries(knobs["SEC_DEFAULT_AUTHENTICATION_METHODS"])
-    # FS (local users as themselves) first, then the pool's tokens for remote peers.
-    assert methods == ["FS", "IDTOKENS"]
+    assert methods[0] == "IDTOKENS"
     assert not {"ANONYMOUS", "CLAIMTOBE", "PASSWORD"} & set(methods)
     assert "ANONYMOUS" not in knobs["SEC_CLIENT_AUTHENTICATION_METHODS"]
     assert knobs["TRUST_DOMAIN"] == "htcpool"
@@ -221,3 +220,46 @@ def test_first_boot_unit_runs_before_condor_and_once() -> None:
     env = render_template("htcondor_worker", "htcpool-worker.env.j2", variables)
     assert "HTCPOOL_TOKEN_FILE=/etc/condor/tokens.d/htcpool-pool" in env
     assert "token" not in env.lower().split("htcpool_token_file")[0].replace("settings", "")
+
+
+# --- the autoscaler service on the central manager ---------------------------------------
+
+def _service_vars(**overrides: object) -> dict[str, object]:
+    # The region's default reads the environment (a lookup the bare templar lacks).
+    return role_vars("debian13", {"htcondor_master_autoscaler_enabled": True,
+                                  "htcondor_master_autoscaler_region": "us-east-1",
+                                  **overrides})
+
+
+def test_autoscaler_config_is_one_htcpool_reads(tmp_path: object) -> None:
+    """The role's htcpool.toml, from the settings a sandbox pool uses (every field of
+    AutoscalerConfig, unset ones included), loads into the same Config."""
+    from pathlib import Path
+
+    from orchestrator.config import load_config
+    from orchestrator.sandbox.pool import manager_autoscaler_vars, sandbox_config
+
+    state = {"region": "eu-west-1", "endpoint_url": "http://127.0.0.1:4580",
+             "host_endpoint_url": "http://198.18.0.1:4580"}
+    config = sandbox_config(state, pool="htcpool", min_workers=1, warm_pool=True)
+    text = render_template("htcondor_master", "htcpool.toml.j2",
+                           _service_vars(**manager_autoscaler_vars(state, config)))
+    path = Path(str(tmp_path)) / "htcpool.toml"
+    path.write_text(text)
+    loaded = load_config(str(path))
+    assert loaded.autoscaler == config.autoscaler
+    assert loaded.condor.transport == "local"
+    assert (loaded.region, loaded.endpoint_url) == ("eu-west-1", "http://198.18.0.1:4580")
+    assert loaded.worker.instance_type == config.worker.instance_type
+
+
+def test_autoscaler_config_defaults_and_unit() -> None:
+    text = render_template("htcondor_master", "htcpool.toml.j2", _service_vars())
+    assert "endpoint_url" not in text and 'transport = "local"' in text
+    unit = render_template("htcondor_master", "htcpool-autoscaler.service.j2",
+                           _service_vars(htcondor_master_autoscaler_metrics_port=0))
+    assert "ExecStart=/opt/htcpool/bin/htcpool autoscale\n" in unit
+    assert "Environment=HTCPOOL_CONFIG=/etc/htcpool/htcpool.toml" in unit
+    assert "After=network-online.target condor.service" in unit
+    unit = render_template("htcondor_master", "htcpool-autoscaler.service.j2", _service_vars())
+    assert "autoscale --metrics-port 9110" in unit

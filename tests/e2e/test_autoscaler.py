@@ -229,3 +229,75 @@ def test_killing_the_autoscaler_at_random_points_loses_nothing(clean_pool: PoolH
     ever = launched_since(pool, started)
     assert len(ever) <= 6, f"no double launch across restarts ({len(ever)} launched for 6)"
     assert not pool.workers(), "no orphaned instance"
+
+
+def _config_with(pool: PoolHandle, directory: Path, **autoscaler: Any) -> dict[str, str]:
+    """The session pool's configuration with some autoscaler settings changed."""
+    from orchestrator.sandbox.pool import config_toml
+
+    config = pool.pool.config
+    changed = config.model_copy(update={"autoscaler": config.autoscaler.model_copy(
+        update=autoscaler)})
+    path = directory / "htcpool.toml"
+    path.write_text(config_toml(changed))
+    return {"HTCPOOL_CONFIG": str(path)}
+
+
+def test_warm_pool_stops_idle_workers_and_starts_them_before_launching(
+        clean_pool: PoolHandle, tmp_path: Path) -> None:
+    pool = clean_pool
+    env = _config_with(pool, tmp_path, warm_pool=True)
+    log = tmp_path / "autoscale.log"
+    with open(log, "ab") as f:
+        proc = subprocess.Popen([HTCPOOL, "autoscale"], env=pool.env(**env), stdout=f,
+                                stderr=f, start_new_session=True)
+    try:
+        first = submit(pool, 2, seconds=5)
+        wait_for(lambda: len(history(pool, first)) == 2, timeout=600, interval=3,
+                 what="the first jobs to complete")
+        wait_for(lambda: pool.workers() and not pool.workers(states=("pending", "running",
+                                                                     "stopping")),
+                 timeout=600, interval=3, what="the idle workers to be stopped, not terminated")
+        warm = {w["InstanceId"] for w in pool.workers(states=("stopped",))}
+        restart = time.time()
+        second = submit(pool, 2, seconds=5)
+        wait_for(lambda: len(history(pool, second)) == 2, timeout=600, interval=3,
+                 what="the second jobs to complete on restarted workers")
+        assert not launched_since(pool, restart), "started the stopped workers, launched none"
+        started = [e for e in events(log) if e["event"] == "start" and "instances" in e]
+        assert started and set(started[0]["instances"]) <= warm
+        done = history(pool, first) + history(pool, second)
+        assert all(j["ExitCode"] == 0 and j["NumJobStarts"] == 1 for j in done)
+    finally:
+        assert stop_autoscaler(proc) == 0
+        pool.sandbox.terminate([w["InstanceId"] for w in pool.workers()])
+
+
+def test_a_worker_that_never_joins_is_replaced(clean_pool: PoolHandle, tmp_path: Path) -> None:
+    """A pool worker booted from an image without HTCondor never joins: after join_timeout_s
+    the autoscaler terminates it and launches a working one for the waiting job."""
+    pool = clean_pool
+    env = _config_with(pool, tmp_path, join_timeout_s=30.0)
+    cluster = submit(pool, 1, seconds=5, cpus=2)
+    tags = [{"ResourceType": "instance", "Tags": [
+        {"Key": "htcpool:pool", "Value": pool.pool.config.pool},
+        {"Key": "htcpool:role", "Value": "worker"},
+        {"Key": "htcpool:launched-by", "Value": "autoscaler"}]}]
+    (broken,) = pool.sandbox.run(1, InstanceType="t3.medium", TagSpecifications=tags)
+    log = tmp_path / "autoscale.log"
+    with open(log, "ab") as f:
+        proc = subprocess.Popen([HTCPOOL, "autoscale"], env=pool.env(**env), stdout=f,
+                                stderr=f, start_new_session=True)
+    try:
+        wait_for(lambda: len(history(pool, cluster)) == 1, timeout=600, interval=3,
+                 what="the job to run on a replacement worker")
+    finally:
+        assert stop_autoscaler(proc) == 0
+    state = pool.sandbox.client("ec2").describe_instances(InstanceIds=[broken])[
+        "Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+    replaced = [e for e in events(log) if e["event"] == "terminate"
+                and e.get("instance") == broken]
+    assert replaced and "replace" in replaced[0]["reason"]
+    assert history(pool, cluster)[0]["ExitCode"] == 0
+    pool.sandbox.terminate([w["InstanceId"] for w in pool.workers()])

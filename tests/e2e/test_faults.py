@@ -4,6 +4,7 @@ instance orphaned or launched twice. Seeded (HTCPOOL_TEST_SEED) so a failure rep
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import PoolHandle, wait_for
 from tests.e2e.test_autoscaler import (
+    events,
     history,
     launched_since,
     no_workers,
@@ -90,3 +92,73 @@ def test_random_api_errors_during_a_whole_run_lose_nothing(clean_pool: PoolHandl
     assert all(j["ExitCode"] == 0 and j["NumJobStarts"] == 1 for j in done)
     assert len(launched_since(pool, started)) <= 4, "no double launch (8 cores = 4 workers)"
     assert not pool.workers(), "no orphaned instance"
+
+
+
+def _submit_leased(pool: PoolHandle, count: int, seconds: int, lease_s: int) -> int:
+    """Jobs that take a whole worker each (2 CPUs) with a short job lease: the schedd gives
+    up on a lost execute host after lease_s instead of the default 40 minutes."""
+    sub = (f"executable = /bin/sleep\\narguments = {seconds}\\nrequest_cpus = 2\\n"
+           f"request_memory = 512\\njob_lease_duration = {lease_s}\\nlog = leased.log\\n"
+           f"queue {count}\\n")
+    out = pool.sandbox.exec(pool.cm, f"""set -e
+id alice >/dev/null 2>&1 || useradd -m alice
+cd /home/alice
+printf '{sub}' > leased.sub
+chown alice leased.sub
+su alice -c "condor_submit -terse leased.sub"
+""").stdout
+    return int(out.strip().split(".")[0])
+
+
+def _running_on(pool: PoolHandle, cluster: int) -> dict[int, str]:
+    """ProcId -> EC2 instance id of the worker running it (RemoteHost -> its startd ad)."""
+    jobs = pool.sandbox.exec(pool.cm, "condor_q -allusers -json -attributes ProcId,JobStatus,"
+                                      f"RemoteHost -constraint 'ClusterId == {cluster}'",
+                             check=False).stdout.strip()
+    slots = pool.sandbox.exec(pool.cm, "condor_status -json -attributes Machine,EC2InstanceId",
+                              check=False).stdout.strip()
+    by_machine = {s["Machine"]: s.get("EC2InstanceId") for s in json.loads(slots or "[]")}
+    out = {}
+    for job in json.loads(jobs or "[]"):
+        if job.get("JobStatus") == 2 and job.get("RemoteHost"):
+            machine = job["RemoteHost"].split("@", 1)[-1]
+            if by_machine.get(machine):
+                out[job["ProcId"]] = by_machine[machine]
+    return out
+
+
+def test_a_worker_powered_off_mid_job_its_job_runs_elsewhere(clean_pool: PoolHandle,
+                                                             tmp_path: Path) -> None:
+    """The host dies under a running job (no drain, no notice): the job goes back to idle
+    when its lease expires and runs to completion on capacity the autoscaler launches; the
+    other job is untouched; the dead instance (now stopped) is left to its owner."""
+    pool = clean_pool
+    started = time.time()
+    cluster = _submit_leased(pool, 2, seconds=60, lease_s=20)
+    log = tmp_path / "autoscale.log"
+    proc = start_autoscaler(pool, log)
+    victim = None
+    try:
+        placed = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(
+            _running_on(pool, cluster)), timeout=600, interval=2,
+            what="both jobs running, one per worker")
+        victim = placed[0]
+        assert placed[1] != victim
+        pool.sandbox.api(f"poweroff/{victim}", "POST")
+        wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 2,
+                 timeout=900, interval=3, what="both jobs to complete after the power-off")
+        wait_for(lambda: not pool.workers(states=("pending", "running")), timeout=600,
+                 interval=3, what="the pool to scale back in")
+    finally:
+        assert stop_autoscaler(proc) == 0
+        if victim:
+            pool.sandbox.terminate([victim])
+    done = {j["ProcId"]: j for j in history(pool, cluster)}
+    assert all(j["ExitCode"] == 0 for j in done.values()), done
+    assert done[0]["NumJobStarts"] == 2, "the lost job started again elsewhere"
+    assert done[1]["NumJobStarts"] == 1, "the other job was not disturbed"
+    others = [i for i in launched_since(pool, started) if i["InstanceId"] != victim]
+    assert len(others) >= 2, "the second worker, and a replacement for the lost one"
+    kinds = [e["event"] for e in events(log)]
+    assert kinds.count("launch") >= 2, "capacity was launched again after the power-off"

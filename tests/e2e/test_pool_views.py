@@ -114,21 +114,13 @@ def _slot_names(payload: dict[str, Any]) -> set[str]:
     return {s["name"] for s in payload["slots"]}
 
 
-BINDINGS_DENIED = pytest.mark.xfail(
-    reason="issue 4, open: the collector refuses the htcondor bindings' READ under the roles' "
-           "security settings (the pool token maps to condor@password: DENIED); the CLI's SSM "
-           "and ssh transports are unaffected", strict=False)
-
-
-@BINDINGS_DENIED
 def test_status_is_the_same_through_every_transport(pool: Pool) -> None:
-    from orchestrator.condor import LocalSource
-
+    """SSM and ssh here; the bindings on the central manager in test_autoscaler_service.py
+    and test_idle_jobs_for_the_autoscaler below."""
     via_ssm = pool.json("pool", "status", "--transport", "ssm")
     via_ssh = pool.json("pool", "status", "--transport", "ssh")
     assert via_ssm["transport"] == "ssm" and via_ssh["transport"] == "ssh"
-    local = LocalSource(collector=pool.cm["PrivateIpAddress"]).slots()
-    assert _slot_names(via_ssm) == _slot_names(via_ssh) == {s.name for s in local}
+    assert _slot_names(via_ssm) == _slot_names(via_ssh)
     instances = {i["id"] for i in pool.json("instances", "list")}
     for slot in via_ssm["slots"]:
         assert slot["machine"] and slot["state"] and slot["memory_mb"] > 0 and slot["cpus"] > 0
@@ -154,16 +146,17 @@ def test_queue_counts_per_owner_and_batch(pool: Pool, jobs: dict[str, int]) -> N
     assert OWNER in table and BATCH in table and "Total:" in table
 
 
-@BINDINGS_DENIED
-def test_idle_jobs_for_the_autoscaler(pool: Pool, jobs: dict[str, int]) -> None:
-    from orchestrator.condor import JobStatus, LocalSource
-
-    idle = [j for j in LocalSource(collector=pool.cm["PrivateIpAddress"]).idle_jobs()
-            if j.owner == OWNER]
-    assert len(idle) == jobs["idle"]
-    for job in idle:
-        assert job.status is JobStatus.IDLE and job.batch == BATCH
-        assert (job.request_cpus, job.request_memory_mb) == (2, 1500)
+def test_idle_jobs_for_the_autoscaler(pool: Pool, jobs: dict[str, int],
+                                      manager_htcpool: Any) -> None:
+    """What the autoscaler reads through the htcondor bindings on the central manager (the
+    htcpool the master role installed there)."""
+    script = ("import json; from orchestrator.condor import LocalSource; "
+              "print(json.dumps([[j.owner, j.status.name, j.batch_name, j.request_cpus, "
+              "j.request_memory_mb] for j in LocalSource().idle_jobs()]))")
+    out = pool.sandbox.exec(pool.cm["InstanceId"],
+                            f"/opt/htcpool/bin/python -c '{script}'").stdout
+    idle = [j for j in json.loads(out) if j[0] == OWNER]
+    assert idle == [[OWNER, "IDLE", BATCH, 2, 1500]] * jobs["idle"]
 
 
 def test_constraint_is_passed_through(pool: Pool, jobs: dict[str, int]) -> None:

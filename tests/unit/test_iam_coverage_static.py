@@ -10,8 +10,6 @@ the same against the API calls a sandbox test session really made.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.iam_lib import (
     ANSIBLE_ACTIONS,
     GRANTED_NOT_CALLED,
@@ -91,9 +89,6 @@ def test_the_known_gaps_are_the_only_gaps() -> None:
     assert set(_missing()) <= set(KNOWN_MISSING), _missing()
 
 
-@pytest.mark.xfail(strict=True, reason="iam/operator-policy.json lacks the KNOWN_MISSING "
-                   "action ssm:CancelCommand; when fixed this passes: empty KNOWN_MISSING "
-                   "and remove this mark")
 def test_the_operator_policy_grants_every_call() -> None:
     assert not _missing(), _missing()
 
