@@ -235,13 +235,12 @@ def sandbox_pool(sandbox: SandboxHandle) -> Iterator[PoolHandle]:
 
     with aws_environment(sandbox.state):
         # The queue's need only (no forecast spare): the tests count the workers a burst
-        # launches, and config_toml does not write the forecast settings.
+        # launches.
         built = build_pool(sandbox.state, progress=lambda m: print(f"[pool] {m}", flush=True),
                            max_workers=10, idle_timeout_s=15.0, interval_s=3.0,
                            arrival_window_s=0.0, spare_largest_jobs=0)
         config_file = Path(sandbox.settings.state_dir) / "htcpool.toml"
-        config_file.write_text(config_toml(built.config).replace(
-            "[autoscaler]\n", "[autoscaler]\narrival_window_s = 0.0\nspare_largest_jobs = 0\n", 1))
+        config_file.write_text(config_toml(built.config))
         yield PoolHandle(sandbox=sandbox, pool=built, config_file=config_file)
 
 

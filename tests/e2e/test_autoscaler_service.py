@@ -81,7 +81,8 @@ def test_the_service_scales_out_runs_everything_and_back_to_zero(service: Manage
     wait_for(lambda: no_workers(pool), timeout=600, interval=3,
              what="the service to scale the pool back to 0 workers")
     ever = launched_since(pool, started)
-    assert 1 <= len(ever) <= 4, "within max_workers (2 for the jobs, plus any forecast spare)"
+    # The session pool's settings turn the forecast spare off: the queue alone decides.
+    assert 1 <= len(ever) <= 2, "4 one-core jobs need at most 2 two-core workers"
     assert all(i["Tags"] and {"Key": "htcpool:launched-by", "Value": "autoscaler"} in i["Tags"]
                for i in ever)
     kinds = {e.get("event") for e in _journal(pool)}
