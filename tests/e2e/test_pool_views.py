@@ -123,7 +123,8 @@ def test_status_is_the_same_through_every_transport(pool: Pool) -> None:
     assert _slot_names(via_ssm) == _slot_names(via_ssh)
     instances = {i["id"] for i in pool.json("instances", "list")}
     for slot in via_ssm["slots"]:
-        assert slot["machine"] and slot["state"] and slot["memory_mb"] > 0 and slot["cpus"] > 0
+        # A partitionable slot whose cores all went to dynamic slots shows 0 CPUs.
+        assert slot["machine"] and slot["state"] and slot["memory_mb"] >= 0 and slot["cpus"] >= 0
         assert slot["ec2_instance_id"] in instances  # mapped by EC2InstanceId, per CONVENTIONS
     totals = via_ssm["totals"]
     assert totals["slots"] == len(via_ssm["slots"]) == sum(totals["by_state"].values())
