@@ -318,19 +318,18 @@ def final_teardown(pool: PoolHandle) -> tuple[list[str], list[str]]:
 
 
 def build(sandbox: SandboxHandle) -> PoolHandle:
-    from orchestrator.sandbox.pool import aws_environment, build_pool, config_toml
+    from orchestrator.autoscaler.config import InstanceShape
+    from orchestrator.sandbox.pool import SANDBOX_SHAPE, aws_environment, build_pool, config_toml
 
+    # A second 2-core shape, so a capacity error on one has somewhere to fall back to.
+    large = InstanceShape(name="t3.large", cpus=2, memory_mb=8192, price_per_hour=0.0832)
     with aws_environment(sandbox.state):
         # The queue's need only (no forecast spare), so "double launch" has a sharp bound.
         built = build_pool(sandbox.state, progress=lambda m: log(f"[pool] {m}"), max_workers=10,
                            idle_timeout_s=15.0, interval_s=3.0, arrival_window_s=0.0,
-                           spare_largest_jobs=0)
+                           spare_largest_jobs=0, shapes=(SANDBOX_SHAPE, large))
     config = sandbox.settings.state_dir / "htcpool.toml"
-    # A second 2-core shape, so a capacity error on one has somewhere to fall back to.
-    config.write_text(config_toml(built.config).replace(
-        "[autoscaler]\n", "[autoscaler]\narrival_window_s = 0.0\nspare_largest_jobs = 0\n", 1)
-        + '\n[[autoscaler.shapes]]\nname = "t3.large"\ncpus = 2\nmemory_mb = 8192\n'
-          "price_per_hour = 0.0832\n")
+    config.write_text(config_toml(built.config))
     return PoolHandle(sandbox=sandbox, pool=built, config_file=config)
 
 
