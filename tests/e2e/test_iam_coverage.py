@@ -80,6 +80,8 @@ NOT_EXERCISED_IN_SANDBOX: dict[str, str] = {
     "ssm:AddTagsToResource": "community.aws.ssm_parameter with tags (central manager play)",
     "ssm:ListTagsForResource": "community.aws.ssm_parameter with tags",
     "ssm:DescribeParameters": "community.aws.ssm_parameter",
+    "ssm:CancelCommand": "orchestrator/ssm.py cancels a command past its deadline; "
+                         "tests/integration/test_ssm_wait.py covers it against moto",
 }
 
 
