@@ -59,10 +59,11 @@ def queue_states(pool: PoolHandle, cluster: int) -> list[int]:
     return [ad["JobStatus"] for ad in json.loads(out)] if out else []
 
 
-def start_autoscaler(pool: PoolHandle, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start_autoscaler(pool: PoolHandle, log: Path, *extra: str,
+                     env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
-        return subprocess.Popen([HTCPOOL, "autoscale", *extra], env=pool.env(), stdout=f,
-                                stderr=f, start_new_session=True)
+        return subprocess.Popen([HTCPOOL, "autoscale", *extra], env=pool.env(**(env or {})),
+                                stdout=f, stderr=f, start_new_session=True)
 
 
 def stop_autoscaler(proc: subprocess.Popen[bytes]) -> int:
@@ -71,8 +72,13 @@ def stop_autoscaler(proc: subprocess.Popen[bytes]) -> int:
 
 
 def events(log: Path) -> list[dict[str, Any]]:
+    return json_lines(log.read_text(errors="replace"))
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The autoscaler's decision lines (one JSON object each) among other output."""
     out = []
-    for line in log.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         if line.startswith("{"):
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
@@ -248,9 +254,7 @@ def test_warm_pool_stops_idle_workers_and_starts_them_before_launching(
     pool = clean_pool
     env = _config_with(pool, tmp_path, warm_pool=True)
     log = tmp_path / "autoscale.log"
-    with open(log, "ab") as f:
-        proc = subprocess.Popen([HTCPOOL, "autoscale"], env=pool.env(**env), stdout=f,
-                                stderr=f, start_new_session=True)
+    proc = start_autoscaler(pool, log, env=env)
     try:
         first = submit(pool, 2, seconds=5)
         wait_for(lambda: len(history(pool, first)) == 2, timeout=600, interval=3,
@@ -285,9 +289,7 @@ def test_a_worker_that_never_joins_is_replaced(clean_pool: PoolHandle, tmp_path:
         {"Key": "htcpool:launched-by", "Value": "autoscaler"}]}]
     (broken,) = pool.sandbox.run(1, InstanceType="t3.medium", TagSpecifications=tags)
     log = tmp_path / "autoscale.log"
-    with open(log, "ab") as f:
-        proc = subprocess.Popen([HTCPOOL, "autoscale"], env=pool.env(**env), stdout=f,
-                                stderr=f, start_new_session=True)
+    proc = start_autoscaler(pool, log, env=env)
     try:
         wait_for(lambda: len(history(pool, cluster)) == 1, timeout=600, interval=3,
                  what="the job to run on a replacement worker")

@@ -15,23 +15,22 @@ from typing import Any
 import pytest
 
 from tests.conftest import ManagerHtcpool, PoolHandle, wait_for
-from tests.e2e.test_autoscaler import history, launched_since, no_workers, remove_all_jobs, submit
+from tests.e2e.test_autoscaler import (
+    history,
+    json_lines,
+    launched_since,
+    no_workers,
+    remove_all_jobs,
+    submit,
+)
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 SERVICE = "htcpool-autoscaler"
 
 
 def _journal(pool: PoolHandle) -> list[dict[str, Any]]:
-    out = pool.sandbox.exec(pool.cm, f"journalctl -u {SERVICE} -o cat --no-pager",
-                            check=False).stdout
-    found = []
-    for line in out.splitlines():
-        if line.startswith("{"):
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return found
+    return json_lines(pool.sandbox.exec(pool.cm, f"journalctl -u {SERVICE} -o cat --no-pager",
+                                        check=False).stdout)
 
 
 @pytest.fixture
