@@ -7,7 +7,7 @@ import gzip
 import os
 import shlex
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.condor import (
@@ -82,8 +82,9 @@ class SsmSource(PoolSource):
     def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
 
-    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_q_argv(constraint)), JOB_ATTRS)
+    def job_ads(self, constraint: str | None = None,
+                attrs: Sequence[str] = JOB_ATTRS) -> list[dict[str, Any]]:
+        return ads_from_json(self._run(condor_q_argv(constraint, attrs)), attrs)
 
 
 class SshSource(PoolSource):
@@ -134,5 +135,6 @@ class SshSource(PoolSource):
     def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
 
-    def job_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_q_argv(constraint)), JOB_ATTRS)
+    def job_ads(self, constraint: str | None = None,
+                attrs: Sequence[str] = JOB_ATTRS) -> list[dict[str, Any]]:
+        return ads_from_json(self._run(condor_q_argv(constraint, attrs)), attrs)

@@ -26,6 +26,7 @@ from orchestrator.autoscaler.model import (
     Replacement,
     Start,
     Startd,
+    Undrain,
     Unschedulable,
 )
 from orchestrator.autoscaler.packing import (
@@ -44,18 +45,25 @@ class Pool:
 
     joined: list[tuple[Instance, Startd]] = field(default_factory=list)
     booting: list[Instance] = field(default_factory=list)
-    not_joined: list[Instance] = field(default_factory=list)
+    not_joined: list[Instance] = field(default_factory=list)  # never joined: replace
+    lost: list[Instance] = field(default_factory=list)  # joined once, gone too long: replace
+    # Absent from the collector but not to be replaced yet: joined once (collector
+    # restarted, startd down) or running jobs we cannot place. Capacity counts as booting.
+    missing: list[Instance] = field(default_factory=list)
     stopped: list[Instance] = field(default_factory=list)
     others: int = 0  # instances that are not our workers: never acted on
 
     @property
     def active(self) -> int:
-        return len(self.joined) + len(self.booting) + len(self.not_joined)
+        return (len(self.joined) + len(self.booting) + len(self.not_joined) + len(self.lost)
+                + len(self.missing))
 
 
-def classify(obs: Observation, cfg: AutoscalerConfig, now: float) -> Pool:
+def classify(obs: Observation, cfg: AutoscalerConfig, now: float,
+             notes: list[str] | None = None) -> Pool:
     startds = {s.instance_id: s for s in obs.startds}
     pool = Pool()
+    held = 0
     for inst in obs.instances:
         if not inst.is_worker_of(obs.pool):
             pool.others += 1
@@ -66,11 +74,27 @@ def classify(obs: Observation, cfg: AutoscalerConfig, now: float) -> Pool:
             sd = startds.get(inst.instance_id)
             if sd is not None and inst.state is InstanceState.RUNNING:
                 pool.joined.append((inst, sd))
-            elif now - inst.launch_time >= cfg.join_timeout_s:
-                pool.not_joined.append(inst)
+            elif now - inst.launch_time < cfg.join_timeout_s:
+                pool.booting.append(inst)  # EC2 resets LaunchTime on a start: warm ones too
+            elif inst.has_joined or inst.instance_id in obs.busy_instances:
+                since = inst.missing_since
+                if (since is not None and now - since >= cfg.lost_timeout_s
+                        and inst.instance_id not in obs.busy_instances
+                        and not obs.unmapped_running):
+                    pool.lost.append(inst)
+                else:
+                    pool.missing.append(inst)
+            elif obs.unmapped_running:
+                held += 1
+                pool.missing.append(inst)
             else:
-                pool.booting.append(inst)
+                pool.not_joined.append(inst)
         # STOPPING: on its way out; neither capacity nor a candidate.
+    if notes is not None and pool.missing:
+        notes.append(f"{len(pool.missing)} workers missing from the collector, kept and "
+                     f"counted as booting" + (
+                         f" ({held} never joined, held: {obs.unmapped_running} running jobs "
+                         "are on machines without a startd ad)" if held else ""))
     return pool
 
 
@@ -81,10 +105,10 @@ def free_bins(pool: Pool) -> list[Bin]:
 
 
 def booting_shapes(pool: Pool, cfg: AutoscalerConfig, notes: list[str]) -> list[Instance]:
-    """Booting machines whose capacity counts (not-joined ones too: each gets a
-    replacement of the same type)."""
+    """Booting machines whose capacity counts (not-joined and lost ones too: each gets a
+    replacement of the same type; missing ones may come back)."""
     out = []
-    for inst in pool.booting + pool.not_joined:
+    for inst in pool.booting + pool.not_joined + pool.lost + pool.missing:
         if cfg.shape(inst.instance_type) is None:
             notes.append(f"{inst.instance_id}: type {inst.instance_type} is not a configured "
                          "shape; its capacity is not counted")
@@ -129,13 +153,27 @@ def _copy(groups: list[JobGroup]) -> list[JobGroup]:
 
 def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     notes: list[str] = []
-    pool = classify(obs, cfg, now)
+    pool = classify(obs, cfg, now, notes)
     groups = aggregate(obs.idle_jobs, now - cfg.launch_delay_s if cfg.launch_delay_s else None)
     idle_total = sum(g.count for g in groups)
     before = [g.count for g in groups]
     capacity = free_bins(pool)
     free_cores = sum(b.cpus for b in capacity)
     busy_owners = fit_existing(groups, capacity)
+    # An idle worker draining for scale-in that the queue needs again is cheaper to keep
+    # than a new one: cancel its drain. It was unclaimed, so all of it is free.
+    undrains: list[Undrain] = []
+    draining = [Bin(i.instance_id, sd.total_cpus, sd.total_memory_mb, sd.total_gpus)
+                for i, sd in pool.joined if sd.draining and not sd.claimed]
+    if draining and any(g.count for g in groups):
+        cores = {b.owner: b.cpus for b in draining}
+        taken = fit_existing(groups, draining)
+        for b in draining:
+            if b.owner in taken:
+                undrains.append(Undrain(b.owner, f"{b.jobs} idle jobs fit; cancel its drain "
+                                        "instead of launching"))
+                free_cores += cores[b.owner]
+        busy_owners |= taken
     # The oldest jobs are matched first, so those left over are the youngest: launch only
     # for the ones among them that have waited launch_delay_s.
     waiting = queue_cores = 0
@@ -196,7 +234,11 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
         Replacement(i.instance_id, i.instance_type,
                     f"not joined {now - i.launch_time:.0f}s after launch "
                     f"(join_timeout_s {cfg.join_timeout_s:.0f})")
-        for i in pool.not_joined)
+        for i in pool.not_joined) + tuple(
+        Replacement(i.instance_id, i.instance_type,
+                    f"missing from the collector for {now - (i.missing_since or now):.0f}s "
+                    f"with no job on it (lost_timeout_s {cfg.lost_timeout_s:.0f})")
+        for i in pool.lost)
 
     unschedulable = tuple(
         Unschedulable(g.cpus, g.memory_mb, g.gpus, g.count, tuple(g.clusters),
@@ -208,7 +250,7 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     if pool.stopped and not cfg.warm_pool:
         notes.append(f"{len(pool.stopped)} stopped workers left alone (warm_pool off)")
     return Plan(launches=launches, starts=starts, drains=drains, removals=removals,
-                replacements=replacements, unschedulable=unschedulable,
+                undrains=tuple(undrains), replacements=replacements, unschedulable=unschedulable,
                 desired_workers=desired, current_workers=pool.active,
                 booting_workers=len(pool.booting), notes=tuple(notes))
 

@@ -8,11 +8,13 @@ the workers trust (IDTOKENS).
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 
 from orchestrator.condor import PoolSource, Slot
 
+INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 DRAIN_REASON = "htcpool autoscaler: idle past idle_timeout_s"
 
 
@@ -30,6 +32,18 @@ class CondorOps:
 
     def cancel_drain(self, machines: Sequence[str]) -> dict[str, str]:
         return self._each(machines, lambda m: ["condor_drain", "-cancel", m])
+
+    def forget(self, instance_ids: Sequence[str]) -> None:
+        """Remove these instances' startd ads from the collector (INVALIDATE_STARTD_ADS with
+        one query ad each, sent together)."""
+        # The ids come from the ads themselves: only well-formed ones go into the query.
+        ids = sorted(i for i in instance_ids if INSTANCE_ID.fullmatch(i))
+        if not ids:
+            return
+        ads = "\n\n".join(f'MyType = "Query"\nTargetType = "Machine"\n'
+                           f'Requirements = EC2InstanceId == "{i}"' for i in ids)
+        self._run(["sh", "-c", f"printf '%s\\n' {shlex.quote(ads)} | "
+                   "condor_advertise -multiple INVALIDATE_STARTD_ADS -"])
 
     def _each(self, machines: Sequence[str], argv: Callable[[str], list[str]]
               ) -> dict[str, str]:

@@ -49,6 +49,11 @@ class AutoscalerConfig(BaseModel):
     idle_timeout_s: float = Field(default=150.0, ge=0)
     # A running instance whose startd has not joined by then is replaced.
     join_timeout_s: float = Field(default=600.0, gt=0)
+    # A worker that joined once and has been missing from the collector this long, with no
+    # job of the schedd's on it, is replaced. Longer than the collector's CLASSAD_LIFETIME
+    # (900 s), so a collector restart (startds re-advertise within UPDATE_INTERVAL) never
+    # qualifies; until then its capacity counts as booting.
+    lost_timeout_s: float = Field(default=1200.0, gt=0)
     # One reconcile pass every interval (the negotiator's cycle is 20 s by default too).
     interval_s: float = Field(default=20.0, gt=0)
     # Launch only for jobs idle at least this long: free capacity often drains a burst of

@@ -1,11 +1,12 @@
 """Carry out a Plan: the only part of the autoscaler with side effects.
 
-Order: replace workers that never joined, start warm (stopped) workers, launch the rest in
-one request per instance type, drain idle workers in HTCondor, re-check their claims right
-before acting, then terminate (or stop) only those still unclaimed. Every step is isolated
-(one failing does not abort the others) and every instance the plan names is checked to be
-a tagged worker of this pool first: the central manager and instances without the pool's
-tags are never touched, whatever the plan says.
+Order: replace workers that never joined or were lost (re-checked in the collector first),
+cancel the drain of idle workers the queue needs again, start warm (stopped) workers, launch
+the rest in one request per instance type, drain idle workers in HTCondor, re-check their
+claims right before acting, then terminate (or stop) only those still unclaimed. Every step
+is isolated (one failing does not abort the others) and every instance the plan names is
+checked to be a tagged worker of this pool first: the central manager and instances without
+the pool's tags are never touched, whatever the plan says.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from orchestrator.autoscaler.condor_ops import CondorOps
 from orchestrator.autoscaler.config import AutoscalerConfig
 from orchestrator.autoscaler.model import Plan, RemovalAction
-from orchestrator.autoscaler.observe import IDLE_SINCE_TAG, Observed, TagChanges
+from orchestrator.autoscaler.observe import Observed, TagChanges
 from orchestrator.cloud import Cloud, LaunchRequest
 from orchestrator.errors import describe_exception
 
@@ -42,6 +43,8 @@ class Outcome:
     launched: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     drained: list[str] = field(default_factory=list)
+    undrained: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)  # stale startd ads removed
     removed: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # removal skipped by the re-check
@@ -73,7 +76,10 @@ class Executor:
         obs = observed.observation
         ours = {i.instance_id for i in obs.instances if i.is_worker_of(obs.pool)}
         self._step(out, "tags", lambda: self._apply_tags(observed.tags, ours))
+        if observed.stale_ads:
+            self._step(out, "forget", lambda: self._forget(observed.stale_ads, out))
         for what, ids in (("replace", [r.instance_id for r in plan.replacements]),
+                          ("undrain", [u.instance_id for u in plan.undrains]),
                           ("start", [s.instance_id for s in plan.starts]),
                           ("drain", [d.instance_id for d in plan.drains]),
                           ("remove", [r.instance_id for r in plan.removals])):
@@ -85,6 +91,9 @@ class Executor:
         replacements = [r for r in plan.replacements if r.instance_id in ours]
         if replacements:
             self._step(out, "replace", lambda: self._replace(replacements, out))
+        undrains = [u for u in plan.undrains if u.instance_id in ours]
+        if undrains:
+            self._step(out, "undrain", lambda: self._undrain(undrains, observed, out))
         starts = [s for s in plan.starts if s.instance_id in ours]
         if starts:
             self._step(out, "start", lambda: self._start([s.instance_id for s in starts],
@@ -94,6 +103,8 @@ class Executor:
             count, why = wanted.get(launch.instance_type, (0, launch.reason))
             wanted[launch.instance_type] = (count + launch.count, why)
         for r in replacements:
+            if r.instance_id not in out.replaced:
+                continue  # kept by the re-check, or its termination failed
             count, _ = wanted.get(r.instance_type, (0, ""))
             wanted[r.instance_type] = (count + 1, f"replacing {r.instance_id}: {r.reason}")
         for itype, (count, why) in sorted(wanted.items()):
@@ -117,23 +128,54 @@ class Executor:
             log.debug("step %s failed", name, exc_info=True)
 
     def _apply_tags(self, changes: TagChanges, ours: set[str]) -> None:
-        by_value: dict[str, list[str]] = {}
-        for iid, value in changes.set_idle_since.items():
-            if iid in ours:
-                by_value.setdefault(value, []).append(iid)
-        for value, ids in by_value.items():
-            self.cloud.ec2.create_tags(Resources=sorted(ids),
-                                       Tags=[{"Key": IDLE_SINCE_TAG, "Value": value}])
-        clear = sorted(i for i in changes.clear_idle_since if i in ours)
-        if clear:
-            self.cloud.ec2.delete_tags(Resources=clear, Tags=[{"Key": IDLE_SINCE_TAG}])
+        for tag, values in sorted(changes.set.items()):
+            by_value: dict[str, list[str]] = {}
+            for iid, value in values.items():
+                if iid in ours:
+                    by_value.setdefault(value, []).append(iid)
+            for value, ids in sorted(by_value.items()):
+                self.cloud.ec2.create_tags(Resources=sorted(ids),
+                                           Tags=[{"Key": tag, "Value": value}])
+        for tag, listed in sorted(changes.clear.items()):
+            clear = sorted(i for i in listed if i in ours)
+            if clear:
+                self.cloud.ec2.delete_tags(Resources=clear, Tags=[{"Key": tag}])
+
+    def _forget(self, stale: dict[str, str], out: Outcome) -> None:
+        self.ops.forget(sorted(stale))
+        out.forgotten += sorted(stale)
+        for iid, machine in sorted(stale.items()):
+            self.event("forget", instance=iid, machine=machine,
+                       reason="startd ad of an instance EC2 reports stopped or gone")
 
     def _replace(self, replacements: Sequence[Any], out: Outcome) -> None:
-        ids = [r.instance_id for r in replacements]
+        # A startd that shows up now joined late (or came back): keep it, launch nothing.
+        fresh = self.ops.slots_of([r.instance_id for r in replacements])
+        ids = []
+        for r in replacements:
+            if fresh.get(r.instance_id):
+                out.kept.append(r.instance_id)
+                self.event("keep", instance=r.instance_id, reason="in the collector at re-check")
+            else:
+                ids.append(r.instance_id)
+        if not ids:
+            return
         self.cloud.terminate(ids)
         out.replaced += ids
         for r in replacements:
-            self.event("terminate", instance=r.instance_id, reason=f"replace: {r.reason}")
+            if r.instance_id in ids:
+                self.event("terminate", instance=r.instance_id, reason=f"replace: {r.reason}")
+
+    def _undrain(self, undrains: Sequence[Any], observed: Observed, out: Outcome) -> None:
+        machines = {u.instance_id: observed.machines.get(u.instance_id) for u in undrains}
+        failed = self.ops.cancel_drain(sorted(m for m in machines.values() if m))
+        for u in undrains:
+            machine = machines[u.instance_id]
+            if machine is None or machine in failed:
+                out.errors.append(f"cancelling the drain of {u.instance_id} failed")
+                continue
+            out.undrained.append(u.instance_id)
+            self.event("undrain", instance=u.instance_id, machine=machine, reason=u.reason)
 
     def _start(self, ids: list[str], reasons: list[str], out: Outcome) -> None:
         self.cloud.start(ids)

@@ -8,6 +8,7 @@ with a line saying why, and acts on nothing.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -26,7 +27,7 @@ from orchestrator.autoscaler.model import Plan
 from orchestrator.autoscaler.policy import plan as make_plan
 from orchestrator.cloud import Cloud
 from orchestrator.cloud_records import LIVE_STATES
-from orchestrator.condor import JobStatus, PoolSource
+from orchestrator.condor import AUTOSCALER_JOB_ATTRS, JobStatus, PoolSource
 from orchestrator.errors import describe_exception
 
 log = logging.getLogger("htcpool.autoscaler")
@@ -96,11 +97,22 @@ class Autoscaler:
         instances = self.cloud.pool_instances(states=[str(s) for s in LIVE_STATES])
         slots = self.source.slots()
         jobs = self.source.jobs(f"JobStatus == {int(JobStatus.IDLE)} || "
-                                f"JobStatus == {int(JobStatus.RUNNING)}")
+                                f"JobStatus == {int(JobStatus.RUNNING)}", AUTOSCALER_JOB_ATTRS)
         return observing.build(self.pool, instances, slots, jobs, now,
                                self.config.arrival_window_s)
 
     def run_once(self, dry_run: bool = False) -> PassResult:
+        # A pass makes some 10^6 short-lived objects (parsed XML, ads) that reference
+        # counting frees; the cyclic collector would only walk them. It resumes afterwards.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._pass(dry_run)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _pass(self, dry_run: bool) -> PassResult:
         self._events = []
         now = self.clock()
         self.metrics.passes.inc()
@@ -119,8 +131,8 @@ class Autoscaler:
             self.metrics.launches.inc(len(outcome.launched))
             self.metrics.terminations.inc(len(outcome.removed) + len(outcome.replaced))
             self.metrics.errors.inc(len(outcome.errors))
-        elif not dry_run and not observed.tags.empty:
-            outcome = self.executor.execute(plan, observed, cycle="tags")
+        elif not dry_run and (not observed.tags.empty or observed.stale_ads):
+            outcome = self.executor.execute(plan, observed, cycle="bookkeeping")
         return PassResult(plan, observed, outcome, events=self._events)
 
     def _record(self, plan: Plan, observed: observing.Observed) -> None:

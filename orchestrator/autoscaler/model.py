@@ -13,6 +13,12 @@ from enum import StrEnum
 
 POOL_TAG = "htcpool:pool"
 ROLE_TAG = "htcpool:role"
+# Set the first time a worker's startd is seen in the collector: a worker that joined once
+# and is missing now (collector restarted, startd down) is not one that "never joined".
+JOINED_TAG = "htcpool:joined"
+# When a joined, running worker was first found missing from the collector (cleared when
+# its startd is seen again): how long it has been gone survives a restart of the autoscaler.
+MISSING_SINCE_TAG = "htcpool:missing-since"
 
 
 class InstanceState(StrEnum):
@@ -52,6 +58,17 @@ class Instance:
     @property
     def role(self) -> str | None:
         return self.tags.get(ROLE_TAG)
+
+    @property
+    def has_joined(self) -> bool:
+        return JOINED_TAG in self.tags
+
+    @property
+    def missing_since(self) -> float | None:
+        try:
+            return float(self.tags[MISSING_SINCE_TAG])
+        except (KeyError, ValueError):
+            return None
 
     def is_worker_of(self, pool: str) -> bool:
         """Only these may ever be acted on: tagged with our pool and the worker role."""
@@ -113,6 +130,11 @@ class Observation:
     submitted: tuple[Submitted, ...] = ()
     # Running jobs as (request_cpus, count), by request: the sizes the pool is serving.
     running_requests: tuple[tuple[int, int], ...] = ()
+    # Instances the schedd says run jobs (by their startd's machine name), and how many
+    # running jobs are on machines no startd ad maps to an instance: while any are, no
+    # instance without a startd ad is replaced, since it may be the one running them.
+    busy_instances: frozenset[str] = frozenset()
+    unmapped_running: int = 0
 
 
 # --- the plan -------------------------------------------------------------------------
@@ -137,6 +159,14 @@ class Start:
 @dataclass(frozen=True, slots=True)
 class Drain:
     """Drain in HTCondor first; the executor re-checks before any removal."""
+
+    instance_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Undrain:
+    """Cancel the drain of an idle worker the queue needs again: cheaper than a launch."""
 
     instance_id: str
     reason: str
@@ -173,7 +203,7 @@ class Unschedulable:
     reason: str
 
 
-Action = Launch | Start | Drain | Removal | Replacement
+Action = Launch | Start | Undrain | Drain | Removal | Replacement
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +212,7 @@ class Plan:
     starts: tuple[Start, ...] = ()
     drains: tuple[Drain, ...] = ()
     removals: tuple[Removal, ...] = ()
+    undrains: tuple[Undrain, ...] = ()
     replacements: tuple[Replacement, ...] = ()
     unschedulable: tuple[Unschedulable, ...] = ()
     # For metrics: workers wanted after this plan, active now (joined + booting), booting.
@@ -195,11 +226,12 @@ class Plan:
     def is_empty(self) -> bool:
         """True when the plan asks for no change (reports and notes aside)."""
         return not (self.launches or self.starts or self.drains or self.removals
-                    or self.replacements)
+                    or self.replacements or self.undrains)
 
     def actions(self) -> Iterator[Action]:
         """Every action in the order the executor should perform them."""
         yield from self.replacements
+        yield from self.undrains
         yield from self.starts
         yield from self.launches
         yield from self.drains

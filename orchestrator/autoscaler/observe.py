@@ -4,8 +4,9 @@ and running jobs. Two queries to HTCondor and one paginated DescribeInstances pe
 How long a worker has been unclaimed is kept where it survives a restart of the
 autoscaler: an `htcpool:idle-since` tag set when a worker is first seen wholly unclaimed
 and removed when it is claimed again (a partitionable slot's own EnteredCurrentState does
-not change when its dynamic slots come and go). The tag changes are returned, not made:
-only the executor has side effects.
+not change when its dynamic slots come and go). Likewise `htcpool:joined` once a worker's
+startd is first seen and `htcpool:missing-since` while a joined worker is absent from the
+collector. The tag changes are returned, not made: only the executor has side effects.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from orchestrator.autoscaler.model import (
+    JOINED_TAG,
+    MISSING_SINCE_TAG,
     IdleJobs,
     Instance,
     InstanceState,
@@ -32,14 +35,29 @@ POLICY_STATES = {s.value for s in InstanceState}
 
 @dataclass
 class TagChanges:
-    """Bookkeeping the executor applies in (at most) two batched calls."""
+    """Bookkeeping tags the executor applies, batched: one CreateTags per (tag, value) and
+    one DeleteTags per tag, a handful of calls per pass whatever the pool's size."""
 
-    set_idle_since: dict[str, str] = field(default_factory=dict)  # instance id -> epoch
-    clear_idle_since: list[str] = field(default_factory=list)
+    set: dict[str, dict[str, str]] = field(default_factory=dict)  # tag -> instance -> value
+    clear: dict[str, list[str]] = field(default_factory=dict)  # tag -> instances
+
+    def add(self, tag: str, instance_id: str, value: str) -> None:
+        self.set.setdefault(tag, {})[instance_id] = value
+
+    def remove(self, tag: str, instance_id: str) -> None:
+        self.clear.setdefault(tag, []).append(instance_id)
+
+    @property
+    def set_idle_since(self) -> dict[str, str]:
+        return self.set.get(IDLE_SINCE_TAG, {})
+
+    @property
+    def clear_idle_since(self) -> list[str]:
+        return self.clear.get(IDLE_SINCE_TAG, [])
 
     @property
     def empty(self) -> bool:
-        return not self.set_idle_since and not self.clear_idle_since
+        return not any(self.set.values()) and not any(self.clear.values())
 
 
 @dataclass
@@ -50,6 +68,10 @@ class Observed:
     jobs_running: int
     jobs_idle: int
     draining: int
+    # Startd ads of this pool's workers that EC2 says are stopped or gone (powered off,
+    # terminated): the collector keeps them for CLASSAD_LIFETIME and the negotiator
+    # matches jobs to them meanwhile. Instance id -> machine, for the executor to remove.
+    stale_ads: dict[str, str] = field(default_factory=dict)
 
 
 def _epoch(iso: str | None, default: float) -> float:
@@ -98,7 +120,7 @@ def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], n
         since: float | None = None
         if claimed:
             if IDLE_SINCE_TAG in instance_tags:
-                changes.clear_idle_since.append(iid)
+                changes.remove(IDLE_SINCE_TAG, iid)
         else:
             recorded = instance_tags.get(IDLE_SINCE_TAG)
             try:
@@ -107,7 +129,7 @@ def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], n
                 since = None
             if since is None:
                 since = now
-                changes.set_idle_since[iid] = f"{now:.0f}"
+                changes.add(IDLE_SINCE_TAG, iid, f"{now:.0f}")
         startds.append(Startd(instance_id=iid, total_cpus=total_cpus, free_cpus=free_cpus,
                               total_memory_mb=total_mem, free_memory_mb=free_mem,
                               total_gpus=total_gpus, free_gpus=free_gpus, claimed=claimed,
@@ -154,6 +176,26 @@ def running_requests(jobs: Iterable[Job]) -> list[tuple[int, int]]:
     return sorted(counts.items())
 
 
+def presence_tags(instances: Iterable[Instance], pool: str, with_startd: set[str],
+                  busy: frozenset[str], changes: TagChanges, now: float) -> None:
+    """Record which workers joined the pool, and since when a joined one is missing from
+    the collector (cleared once its startd is back, or once it is stopped)."""
+    for inst in instances:
+        if not inst.is_worker_of(pool):
+            continue
+        iid = inst.instance_id
+        if iid in with_startd:
+            if not inst.has_joined:
+                changes.add(JOINED_TAG, iid, f"{now:.0f}")
+            if MISSING_SINCE_TAG in inst.tags:
+                changes.remove(MISSING_SINCE_TAG, iid)
+        elif inst.state is InstanceState.RUNNING and (inst.has_joined or iid in busy):
+            if MISSING_SINCE_TAG not in inst.tags:
+                changes.add(MISSING_SINCE_TAG, iid, f"{now:.0f}")
+        elif inst.state is InstanceState.STOPPED and MISSING_SINCE_TAG in inst.tags:
+            changes.remove(MISSING_SINCE_TAG, iid)
+
+
 def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
           jobs: Iterable[Job], now: float, arrival_window_s: float = 0.0) -> Observed:
     """Pure assembly of an Observation from what the cloud and the collector returned
@@ -162,17 +204,33 @@ def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
     tags = {i.instance_id: dict(i.tags) for i in policy_instances}
     known = set(tags)
     job_list = list(jobs)
-    busy = frozenset(j.remote_host.rpartition("@")[2] for j in job_list
-                     if j.status == JobStatus.RUNNING and j.remote_host)
+    running_on = [j.remote_host.rpartition("@")[2] for j in job_list
+                  if j.status == JobStatus.RUNNING and j.remote_host]
+    busy = frozenset(running_on)
+    slot_list = list(slots)
+    # Every startd ad names its machine, ours or not, so a running job maps to an instance
+    # through it; a job whose machine has no ad (collector restarted) maps to none.
+    machine_instance = {s.machine: s.ec2_instance_id for s in slot_list if s.ec2_instance_id}
+    busy_instances = frozenset(machine_instance[m] for m in running_on
+                               if m in machine_instance)
+    unmapped = sum(1 for m in running_on if m not in machine_instance)
     # Startds of instances we cannot see (another pool, already terminated) are left out.
     startds, machines, changes = startds_from_slots(
-        [s for s in slots if s.ec2_instance_id in known], tags, now, busy)
+        [s for s in slot_list if s.ec2_instance_id in known], tags, now, busy)
+    presence_tags(policy_instances, pool, {s.instance_id for s in startds}, busy_instances,
+                  changes, now)
+    live = {i.instance_id for i in policy_instances
+            if i.state in (InstanceState.PENDING, InstanceState.RUNNING)}
+    stale = {s.ec2_instance_id: s.machine for s in slot_list
+             if s.ec2_instance_id and s.ec2_instance_id not in live
+             and (s.ec2_instance_id in known or s.pool == pool)}
     idle = idle_groups(job_list)
     running = sum(1 for j in job_list if j.status == JobStatus.RUNNING)
     obs = Observation(pool=pool, instances=tuple(policy_instances), startds=tuple(startds),
                       idle_jobs=tuple(idle), running_jobs=running,
                       submitted=tuple(recent_submits(job_list, now, arrival_window_s)),
-                      running_requests=tuple(running_requests(job_list)))
+                      running_requests=tuple(running_requests(job_list)),
+                      busy_instances=busy_instances, unmapped_running=unmapped)
     return Observed(observation=obs, machines=machines, tags=changes, jobs_running=running,
                     jobs_idle=sum(g.count for g in idle),
-                    draining=sum(1 for s in startds if s.draining))
+                    draining=sum(1 for s in startds if s.draining), stale_ads=stale)

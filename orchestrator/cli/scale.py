@@ -120,8 +120,8 @@ def _print_result(result: PassResult, dry_run: bool) -> None:
     if result.outcome is not None:
         out = result.outcome
         say(f"done: launched {len(out.launched)}, started {len(out.started)}, drained "
-            f"{len(out.drained)}, removed {len(out.removed)}, replaced {len(out.replaced)}, "
-            f"kept {len(out.kept)}, errors {len(out.errors)}")
+            f"{len(out.drained)}, undrained {len(out.undrained)}, removed {len(out.removed)}, "
+            f"replaced {len(out.replaced)}, kept {len(out.kept)}, errors {len(out.errors)}")
 
 
 @click.command()

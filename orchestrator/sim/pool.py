@@ -173,8 +173,8 @@ class SimPool:
                            running_requests)
 
     def apply(self, plan: Plan, now: float) -> None:
-        """Perform a plan as the live executor does: replacements, starts, launches,
-        drains, then removals re-checked (a claimed worker is never removed)."""
+        """Perform a plan as the live executor does: replacements, undrains, starts,
+        launches, drains, then removals re-checked (a claimed worker is never removed)."""
         for r in plan.replacements:
             w = self._worker(r.instance_id)
             if w in self.alive:
@@ -193,6 +193,11 @@ class SimPool:
         for launch in plan.launches:
             for _ in range(launch.count):
                 self._launch_type(launch.instance_type, now)
+        for u in plan.undrains:
+            w = self._worker(u.instance_id)
+            if w in self.alive:
+                self.draining[w] = False
+                self._sd[w] = None
         for d in plan.drains:
             w = self._worker(d.instance_id)
             if w in self.alive:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import PoolHandle, wait_for
 from tests.e2e.test_autoscaler import (
+    _config_with,
     events,
     history,
     launched_since,
@@ -95,7 +96,6 @@ def test_random_api_errors_during_a_whole_run_lose_nothing(clean_pool: PoolHandl
     assert not pool.workers(), "no orphaned instance"
 
 
-
 def _submit_leased(pool: PoolHandle, count: int, seconds: int, lease_s: int) -> int:
     """Jobs that take a whole worker each (2 CPUs) with a short job lease: the schedd gives
     up on a lost execute host after lease_s instead of the default 40 minutes."""
@@ -129,6 +129,13 @@ def _running_on(pool: PoolHandle, cluster: int) -> dict[int, str]:
     return out
 
 
+def _instances_in_collector(pool: PoolHandle) -> set[str]:
+    """EC2 instance ids of the startd ads in the collector."""
+    out = pool.sandbox.exec(pool.cm, "condor_status -json -attributes EC2InstanceId",
+                            check=False).stdout.strip()
+    return {s["EC2InstanceId"] for s in json.loads(out or "[]") if s.get("EC2InstanceId")}
+
+
 def test_a_worker_powered_off_mid_job_its_job_runs_elsewhere(clean_pool: PoolHandle,
                                                              tmp_path: Path) -> None:
     """The host dies under a running job (no drain, no notice): the job goes back to idle
@@ -147,6 +154,10 @@ def test_a_worker_powered_off_mid_job_its_job_runs_elsewhere(clean_pool: PoolHan
         victim = placed[0]
         assert placed[1] != victim
         pool.sandbox.api(f"poweroff/{victim}", "POST")
+        # Its startd ad would stay in the collector for CLASSAD_LIFETIME (15 min), and the
+        # negotiator would match jobs to it: the autoscaler removes it once EC2 says stopped.
+        wait_for(lambda: victim not in _instances_in_collector(pool), timeout=180, interval=3,
+                 what="the powered-off worker's startd ad to be removed")
         wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 2,
                  timeout=900, interval=3, what="both jobs to complete after the power-off")
         wait_for(lambda: not pool.workers(states=("pending", "running")), timeout=600,
@@ -164,3 +175,42 @@ def test_a_worker_powered_off_mid_job_its_job_runs_elsewhere(clean_pool: PoolHan
     assert len(others) >= 2, "the second worker, and a replacement for the lost one"
     kinds = [e["event"] for e in events(log)]
     assert kinds.count("launch") >= 2, "capacity was launched again after the power-off"
+    assert any(e["event"] == "forget" and e["instance"] == victim for e in events(log))
+
+
+def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
+                                                         tmp_path: Path) -> None:
+    """The collector restarts under two busy workers older than join_timeout_s: it forgets
+    their startds until they advertise again. They joined before (tagged), so they are kept
+    as "missing" rather than replaced as never joined; their jobs run to completion."""
+    pool = clean_pool
+    started = time.time()
+    env = _config_with(pool, tmp_path, join_timeout_s=45.0)
+    cluster = _submit_leased(pool, 2, seconds=90, lease_s=600)
+    log = tmp_path / "autoscale.log"
+    proc = start_autoscaler(pool, log, env=env)
+    try:
+        placed = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(
+            _running_on(pool, cluster)), timeout=600, interval=2,
+            what="both jobs running, one per worker")
+        wait_for(lambda: all("htcpool:joined" in {t["Key"] for t in w.get("Tags", [])}
+                             for w in pool.workers() if w["InstanceId"] in placed.values()),
+                 timeout=120, interval=2, what="the workers to be marked as joined")
+        newest = max(w["LaunchTime"].timestamp() for w in pool.workers())
+        wait_for(lambda: time.time() - newest > 50, timeout=120, interval=1,
+                 what="the workers to be older than join_timeout_s")
+        pool.sandbox.exec(pool.cm, "condor_restart -daemon collector")
+        wait_for(lambda: any("missing from the collector" in e.get("reason", "")
+                             for e in events(log)),
+                 timeout=120, interval=2, what="a pass to see the workers missing")
+        wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 2,
+                 timeout=600, interval=3, what="both jobs to complete")
+        done_at = time.time()
+        wait_for(lambda: no_workers(pool), timeout=600, interval=3, what="the pool to empty")
+    finally:
+        assert stop_autoscaler(proc) == 0
+    done = history(pool, cluster)
+    assert all(j["ExitCode"] == 0 for j in done), done
+    early = [e for e in events(log) if e["event"] == "terminate" and e["ts"] < done_at]
+    assert not early, f"a busy worker was terminated: {early}"
+    assert len(launched_since(pool, started)) == 2, "nothing launched to replace them"

@@ -9,12 +9,15 @@ from typing import Any
 from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
 from orchestrator.autoscaler.executor import Executor, LaunchSpec, fallback_types
 from orchestrator.autoscaler.model import (
+    JOINED_TAG,
+    MISSING_SINCE_TAG,
     Drain,
     Launch,
     Plan,
     Removal,
     RemovalAction,
     Replacement,
+    Undrain,
 )
 from orchestrator.autoscaler.observe import IDLE_SINCE_TAG, build
 from orchestrator.cloud_records import Instance, LaunchRequest, State
@@ -68,8 +71,8 @@ def test_idle_since_is_recorded_in_a_tag_and_cleared_when_claimed() -> None:
     assert first.tags.set_idle_since == {"i-a": f"{NOW:.0f}"}
     assert first.observation.startds[0].unclaimed_since == NOW
     # After a restart the tag is the memory: the clock keeps running from it.
-    later = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})], [slot("i-a")], [],
-                  NOW)
+    later = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000", JOINED_TAG: "1"})],
+                  [slot("i-a")], [], NOW)
     assert later.observation.startds[0].unclaimed_since == 1799999000.0
     assert later.tags.empty
     claimed = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})],
@@ -146,6 +149,11 @@ class FakeOps:
 
     def slots_of(self, ids: list[str]) -> dict[str, list[Slot]]:
         return {i: self.slots.get(i, []) for i in ids}
+
+    forgotten: list[str] = field(default_factory=list)
+
+    def forget(self, ids: list[str]) -> None:
+        self.forgotten += ids
 
 
 SPEC = LaunchSpec(image_id="ami-w", subnets=["subnet-1", "subnet-2"],
@@ -225,3 +233,102 @@ def test_a_machine_the_schedd_says_is_running_a_job_counts_as_claimed() -> None:
     (sd,) = observed.observation.startds
     assert sd.claimed and sd.unclaimed_since is None
     assert observed.tags.clear_idle_since == ["i-a"]
+
+
+def running_on(iid: str, cluster: int = 9) -> Job:
+    return Job(cluster=cluster, proc=0, owner="alice", status=JobStatus.RUNNING, batch_name="",
+               request_cpus=1, request_memory_mb=512, request_gpus=0, qdate=None,
+               remote_host=f"slot1_1@host-{iid}", hold_reason=None)
+
+
+def test_joined_and_missing_since_are_recorded_in_tags() -> None:
+    # First seen in the collector: marked joined.
+    seen = build("p", [inst("i-a")], [slot("i-a")], [], NOW)
+    assert seen.tags.set[JOINED_TAG] == {"i-a": f"{NOW:.0f}"}
+    # Joined once, absent now (the collector restarted): missing since now.
+    gone = build("p", [inst("i-a", tags={JOINED_TAG: "1"})], [], [], NOW)
+    assert gone.tags.set[MISSING_SINCE_TAG] == {"i-a": f"{NOW:.0f}"}
+    # Back in the collector: the mark is cleared; a stopped worker's too.
+    back = build("p", [inst("i-a", tags={JOINED_TAG: "1", MISSING_SINCE_TAG: "5"}),
+                       inst("i-s", state=State.STOPPED,
+                            tags={JOINED_TAG: "1", MISSING_SINCE_TAG: "5"})],
+                 [slot("i-a")], [], NOW)
+    assert back.tags.clear[MISSING_SINCE_TAG] == ["i-a", "i-s"]
+    # A worker that never joined gets neither mark.
+    assert build("p", [inst("i-b")], [], [], NOW).tags.empty
+
+
+def test_running_jobs_map_to_instances_through_any_startd_ad() -> None:
+    observed = build("p", [inst("i-a"), inst("i-b")], [slot("i-a")],
+                     [running_on("i-a"), running_on("i-gone", 10)], NOW)
+    obs = observed.observation
+    assert obs.busy_instances == frozenset({"i-a"})
+    assert obs.unmapped_running == 1, "a job on a machine without an ad maps to nothing"
+
+
+def test_replacement_is_skipped_when_the_startd_shows_up_at_recheck() -> None:
+    cloud = FakeCloud()
+    ops = FakeOps(slots={"i-late": [slot("i-late")]})
+    observed = build("p", [inst("i-late"), inst("i-dead")], [], [], NOW)
+    plan = Plan(replacements=(Replacement("i-late", "c6i.large", "not joined"),
+                              Replacement("i-dead", "c6i.large", "not joined")))
+    ex, _ = _executor(cloud, ops)
+    out = ex.execute(plan, observed, cycle="t")
+    assert cloud.terminated == ["i-dead"] and out.kept == ["i-late"]
+    (req,) = cloud.launches
+    assert req.count == 1, "only the terminated one is replaced"
+
+
+def test_presence_tags_are_batched_by_tag_and_value() -> None:
+    cloud, ops = FakeCloud(), FakeOps()
+    observed = build("p", [inst(f"i-{n}") for n in range(5)],
+                     [slot(f"i-{n}") for n in range(5)], [], NOW)
+    ex, _ = _executor(cloud, ops)
+    ex.execute(Plan(), observed, cycle="tags")
+    assert [(name, kw["Tags"][0]["Key"], len(kw["Resources"])) for name, kw in cloud.ec2.calls] \
+        == [("create_tags", IDLE_SINCE_TAG, 5), ("create_tags", JOINED_TAG, 5)]
+
+
+def test_undrain_cancels_the_drain_on_the_central_manager() -> None:
+    cloud, ops = FakeCloud(), FakeOps()
+    observed = build("p", [inst("i-a"), inst("i-cm", role="central-manager")],
+                     [slot("i-a", state="Drained", activity="Retiring"), slot("i-cm")], [], NOW)
+    plan = Plan(undrains=(Undrain("i-a", "jobs fit"), Undrain("i-cm", "bad")))
+    ex, events = _executor(cloud, ops)
+    out = ex.execute(plan, observed, cycle="t")
+    assert ops.cancelled == ["host-i-a"] and out.undrained == ["i-a"]
+    assert any("not a tagged worker" in e for e in out.errors)
+    assert [e["instance"] for e in events if e["event"] == "undrain"] == ["i-a"]
+
+
+def test_startd_ads_of_stopped_or_gone_workers_are_forgotten() -> None:
+    gone = slot("i-gone")
+    stopped = slot("i-stopped")
+    foreign = Slot(**{**gone.__dict__, "ec2_instance_id": "i-other", "pool": "q"})
+    observed = build("p", [inst("i-a"), inst("i-stopped", state=State.STOPPED)],
+                     [slot("i-a"), gone, stopped, foreign], [], NOW)
+    assert observed.stale_ads == {"i-gone": "host-i-gone", "i-stopped": "host-i-stopped"}
+    cloud, ops = FakeCloud(), FakeOps()
+    ex, events = _executor(cloud, ops)
+    out = ex.execute(Plan(), observed, cycle="bookkeeping")
+    assert ops.forgotten == ["i-gone", "i-stopped"] == out.forgotten
+    assert [e["instance"] for e in events if e["event"] == "forget"] == ["i-gone", "i-stopped"]
+
+
+def test_forget_sends_one_invalidation_for_well_formed_ids_only() -> None:
+    from orchestrator.autoscaler.condor_ops import CondorOps
+
+    calls: list[list[str]] = []
+
+    class Recorder:
+        def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
+            calls.append(argv)
+            return ""
+
+    CondorOps(Recorder()).forget(["i-0123456789abcdef0", 'i-1" || true || "'])  # type: ignore[arg-type]
+    (argv,) = calls
+    script = argv[-1]
+    assert "condor_advertise -multiple INVALIDATE_STARTD_ADS -" in script
+    assert 'EC2InstanceId == \\"i-0123456789abcdef0\\"' in script or \
+        'EC2InstanceId == "i-0123456789abcdef0"' in script
+    assert "|| true" not in script

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from policy_helpers import QUEUE_ONLY, jobs, obs, startd, worker
+from policy_helpers import POOL, QUEUE_ONLY, jobs, obs, startd, worker
 from pydantic import ValidationError
 
 from orchestrator.autoscaler import AutoscalerConfig, plan
-from orchestrator.autoscaler.model import IdleJobs, InstanceState, RemovalAction
+from orchestrator.autoscaler.model import (
+    JOINED_TAG,
+    MISSING_SINCE_TAG,
+    IdleJobs,
+    InstanceState,
+    Observation,
+    RemovalAction,
+)
 from orchestrator.errors import ConfigError
 
 CFG = AutoscalerConfig(**QUEUE_ONLY)
@@ -97,6 +106,47 @@ def test_not_joined_instance_replaced() -> None:
     p = plan(o, CFG, now=CFG.join_timeout_s + 5)
     assert [(r.instance_id, r.instance_type) for r in p.replacements] == [("i-1", "c6i.large")]
     assert plan(o, CFG, now=10.0).is_empty  # still booting
+
+
+def test_worker_missing_after_a_collector_restart_is_kept_and_counts_as_capacity() -> None:
+    # Joined long ago; the collector restarted and has not heard from it yet.
+    back = worker("i-1", launched=0.0)
+    back = replace(back, tags={**back.tags, JOINED_TAG: "1"})
+    now = CFG.join_timeout_s + 500
+    p = plan(obs([back], idle=[jobs(2)]), CFG, now=now)
+    assert not p.replacements and not p.launches, "its two cores are counted for the jobs"
+    assert any("missing from the collector" in n for n in p.notes)
+    # Missing for lost_timeout_s with no job on it: replaced.
+    gone = replace(back, tags={**back.tags, MISSING_SINCE_TAG: "0"})
+    p = plan(obs([gone]), CFG, now=CFG.lost_timeout_s + 1)
+    assert [r.instance_id for r in p.replacements] == ["i-1"]
+    assert "missing from the collector" in p.replacements[0].reason
+    # ... unless the schedd says it runs a job.
+    busy = Observation(POOL, (gone,), busy_instances=frozenset({"i-1"}))
+    assert not plan(busy, CFG, now=CFG.lost_timeout_s + 1).replacements
+
+
+def test_no_replacement_while_running_jobs_cannot_be_placed() -> None:
+    # An old instance without a startd ad, while 3 running jobs are on machines with no ad:
+    # it may be one of them (collector restarted before it was ever marked joined).
+    stale = Observation(POOL, (worker("i-1", launched=0.0),), unmapped_running=3)
+    p = plan(stale, CFG, now=CFG.join_timeout_s + 5)
+    assert not p.replacements
+    assert any("held" in n for n in p.notes)
+
+
+def test_a_draining_idle_worker_is_undrained_instead_of_launching() -> None:
+    # i-1 is draining for scale-in when 2 jobs arrive: its drain is cancelled, nothing is
+    # launched, and it is not removed in the same pass.
+    o = obs([worker("i-1"), worker("i-2")],
+            [startd("i-1", since=0.0, draining=True), startd("i-2", since=0.0, draining=True)],
+            [jobs(2)])
+    p = plan(o, CFG, now=1e6)
+    assert [u.instance_id for u in p.undrains] == ["i-1"]
+    assert not p.launches
+    assert [r.instance_id for r in p.removals] == ["i-2"], "the one not needed still goes"
+    # Nothing queued: no undrain.
+    assert not plan(obs(o.instances, o.startds), CFG, now=1e6).undrains
 
 
 def test_draining_claimed_worker_waits() -> None:

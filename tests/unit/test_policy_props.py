@@ -10,6 +10,8 @@ from policy_helpers import POOL, jobs, worker
 
 from orchestrator.autoscaler import POLICIES, AutoscalerConfig, plan
 from orchestrator.autoscaler.model import (
+    JOINED_TAG,
+    MISSING_SINCE_TAG,
     POOL_TAG,
     ROLE_TAG,
     IdleJobs,
@@ -38,7 +40,12 @@ def instances_and_startds(draw: st.DrawFn) -> tuple[list[Instance], list[Startd]
         state = draw(st.sampled_from(list(InstanceState)))
         itype = draw(st.sampled_from(TYPES))
         launched = draw(st.floats(0, NOW))
-        insts.append(worker(iid, itype, state, launched, pool, role))
+        inst = worker(iid, itype, state, launched, pool, role)
+        # Some joined once (collector restarts), some are missing since a while.
+        presence = draw(st.sampled_from([{}, {}, {JOINED_TAG: "1"},
+                                         {JOINED_TAG: "1", MISSING_SINCE_TAG: "0"},
+                                         {JOINED_TAG: "1", MISSING_SINCE_TAG: f"{NOW - 60}"}]))
+        insts.append(replace(inst, tags={**inst.tags, **presence}))
         if state is InstanceState.RUNNING and draw(st.booleans()):
             shape = SHAPES[itype]
             claimed = draw(st.booleans())
@@ -79,10 +86,10 @@ arrivals = st.tuples(
 
 
 def observation(data: tuple[list[Instance], list[Startd]], idle: list[IdleJobs],
-                queue: tuple[list[Submitted], list[tuple[int, int]]] = ([], [])
-                ) -> Observation:
+                queue: tuple[list[Submitted], list[tuple[int, int]]] = ([], []),
+                busy: frozenset[str] = frozenset(), unmapped: int = 0) -> Observation:
     return Observation(POOL, tuple(data[0]), tuple(data[1]), tuple(idle), 3,
-                       tuple(queue[0]), tuple(queue[1]))
+                       tuple(queue[0]), tuple(queue[1]), busy, unmapped)
 
 
 def ours(o: Observation) -> dict[str, Instance]:
@@ -90,11 +97,14 @@ def ours(o: Observation) -> dict[str, Instance]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(instances_and_startds(), idle_jobs, configs, arrivals)
+@given(instances_and_startds(), idle_jobs, configs, arrivals,
+       st.sets(st.sampled_from([f"i-{k:04d}" for k in range(12)]), max_size=4),
+       st.sampled_from([0, 0, 2]))
 def test_never_touches_claimed_foreign_or_central_manager(
         data: tuple[list[Instance], list[Startd]], idle: list[IdleJobs],
-        cfg: AutoscalerConfig, queue: tuple[list[Submitted], list[tuple[int, int]]]) -> None:
-    o = observation(data, idle, queue)
+        cfg: AutoscalerConfig, queue: tuple[list[Submitted], list[tuple[int, int]]],
+        busy: set[str], unmapped: int) -> None:
+    o = observation(data, idle, queue, frozenset(busy), unmapped)
     p = plan(o, cfg, NOW)
     mine = ours(o)
     startds = {s.instance_id: s for s in o.startds}
@@ -106,8 +116,18 @@ def test_never_touches_claimed_foreign_or_central_manager(
         assert not sd.claimed
     for r in p.replacements:
         assert r.instance_id in mine and r.instance_id not in startds
+        # Never an instance that may run a job: one the schedd names, or any while some
+        # running jobs cannot be placed; a worker that joined once only when long gone.
+        assert r.instance_id not in o.busy_instances and not o.unmapped_running
+        gone = mine[r.instance_id].missing_since
+        if mine[r.instance_id].has_joined:
+            assert gone is not None and NOW - gone >= cfg.lost_timeout_s
     for s in p.starts:
         assert mine[s.instance_id].state is InstanceState.STOPPED
+    removed = {r.instance_id for r in p.removals}
+    for u in p.undrains:
+        assert u.instance_id in mine and u.instance_id not in removed
+        assert startds[u.instance_id].draining and not startds[u.instance_id].claimed
 
 
 @settings(max_examples=300, deadline=None)
