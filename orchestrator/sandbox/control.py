@@ -157,25 +157,37 @@ def _is_our_server(pid: int, settings: SandboxSettings) -> bool:
     return b"orchestrator.sandbox.server" in cmdline and str(settings.state_dir).encode() in cmdline
 
 
+def _netns_inodes(names: list[str]) -> set[int]:
+    out = set()
+    for name in names:
+        with contextlib.suppress(OSError):
+            out.add(os.stat(f"/run/netns/{name}").st_ino)
+    return out
+
+
 def leftovers(settings: SandboxSettings) -> dict[str, list[str]]:
-    """What of a sandbox exists on this machine, found by name only."""
+    """What of a sandbox exists on this machine: its daemons by command line, and every
+    process inside one of its hosts' network namespaces (a host's init and whatever it
+    runs, even when orphaned from systemd-nspawn), its mounts, namespaces and links."""
     root = str(settings.state_dir)
+    netns = [n for n in os.listdir("/run/netns") if n.startswith(settings.prefix + "-")] \
+        if os.path.isdir("/run/netns") else []
+    inside = _netns_inodes(netns)
     procs = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             args = (entry / "cmdline").read_bytes().split(b"\0")
+            in_host = bool(inside) and os.stat(entry / "ns" / "net").st_ino in inside
         except OSError:
             continue
         joined = b" ".join(args)
-        if (b"systemd-nspawn" in joined or b"orchestrator.sandbox.server" in joined) \
-                and root.encode() in joined:
+        if in_host or ((b"systemd-nspawn" in joined or b"orchestrator.sandbox.server" in joined)
+                       and root.encode() in joined):
             procs.append(entry.name)
     with open("/proc/mounts") as f:
         mounts = [line.split()[1] for line in f if line.split()[1].startswith(root + "/")]
-    netns = [n for n in os.listdir("/run/netns") if n.startswith(settings.prefix + "-")] \
-        if os.path.isdir("/run/netns") else []
     links = [ln.split(":")[1].strip().split("@")[0] for ln in subprocess.run(
         ["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.splitlines()
         if ln.split(":")[1].strip().startswith(settings.prefix)]

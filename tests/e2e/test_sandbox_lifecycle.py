@@ -103,3 +103,32 @@ def test_down_cleans_up_after_a_crashed_server() -> None:
     assert left["netns"] and left["mounts"], "the hosts outlive a crashed server"
     _cli("sandbox", "down")
     assert not any(_leftovers().values()), _leftovers()
+
+
+def test_leftovers_find_a_hosts_orphaned_processes_by_network_namespace(
+        tmp_path: Path) -> None:
+    """A host's processes outlive systemd-nspawn if its init is orphaned (the power-off bug
+    fixed in Host._kill): their command lines name nothing of the sandbox, but they run
+    in one of its network namespaces, which is how leftovers() finds them and sweep()
+    ends them."""
+    from orchestrator.sandbox import control
+    from orchestrator.sandbox.settings import SandboxSettings
+
+    # The tests' index, down (autouse fixture): nothing else has its prefix now.
+    settings = SandboxSettings(state_dir=tmp_path / "state", index=sandbox_settings().index)
+    netns = f"{settings.prefix}-i-0orphan"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    orphan = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "300"],
+                              start_new_session=True)
+    try:
+        wait_for(lambda: str(orphan.pid) in control.leftovers(settings)["processes"],
+                 timeout=10, interval=0.1, what="the process in the namespace to be found")
+        assert control.leftovers(settings)["netns"] == [netns]
+        control.sweep(settings, progress=lambda _m: None)
+        assert orphan.wait(timeout=30) != 0
+        assert not any(control.leftovers(settings).values())
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
