@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from orchestrator.cloud_records import (
     CAPACITY_ERRORS,
     LIVE_STATES,
+    SPOT_ERRORS,
     TAG_LAUNCHED_BY,
     TAG_POOL,
     TAG_ROLE,
@@ -261,9 +262,10 @@ class Cloud:
 
     def launch(self, req: LaunchRequest, dry_run: bool = False) -> list[Instance]:
         """Launch `req.count` instances: one RunInstances per (type, subnet) tried in order
-        until the count is met; capacity errors move on to the next subnet, then type. Each
-        call's ClientToken derives from `req.client_token`, so a retried request (by botocore
-        or by calling again with the same token) launches nothing twice."""
+        until the count is met; capacity errors move on to the next subnet, then type. With
+        `req.spot`, every pair is tried as spot first, then again on-demand. Each call's
+        ClientToken derives from `req.client_token`, so a retried request (by botocore or
+        by calling again with the same token) launches nothing twice."""
         import botocore.exceptions
 
         if req.count < 1:
@@ -274,31 +276,36 @@ class Cloud:
         errors: list[str] = []
         tags = [{"Key": TAG_POOL, "Value": self.pool}, {"Key": TAG_ROLE, "Value": str(req.role)},
                 {"Key": TAG_LAUNCHED_BY, "Value": req.launched_by}]
-        for t_index, itype in enumerate(req.instance_types):
-            for s_index, subnet in enumerate(req.subnets):
-                for attempt in range(req.count):  # again while a (type, subnet) pair gives some
-                    need = req.count - len(launched)
-                    if need <= 0:
-                        return launched
-                    params = self._run_params(req, itype, subnet, need, tags, dry_run,
-                                              f"{req.client_token}-{t_index}-{s_index}-{attempt}")
-                    try:
-                        reply = self.ec2.run_instances(**params)
-                    except botocore.exceptions.ClientError as err:
-                        code = _code(err)
-                        if dry_run and code == "DryRunOperation":
-                            return []
-                        if code in CAPACITY_ERRORS:
-                            errors.append(f"{itype} in {subnet}: {code}")
+        for spot in ([True, False] if req.spot else [False]):
+            give_up = CAPACITY_ERRORS | SPOT_ERRORS if spot else CAPACITY_ERRORS
+            market = "spot " if spot else ""
+            for t_index, itype in enumerate(req.instance_types):
+                for s_index, subnet in enumerate(req.subnets):
+                    for attempt in range(req.count):  # again while a pair gives some
+                        need = req.count - len(launched)
+                        if need <= 0:
+                            return launched
+                        token = f"{req.client_token}-{'s' if spot else ''}{t_index}-{s_index}-" \
+                                f"{attempt}"
+                        params = self._run_params(req, itype, subnet, need, tags, dry_run,
+                                                  token, spot)
+                        try:
+                            reply = self.ec2.run_instances(**params)
+                        except botocore.exceptions.ClientError as err:
+                            code = _code(err)
+                            if dry_run and code == "DryRunOperation":
+                                return []
+                            if code in give_up:
+                                errors.append(f"{market}{itype} in {subnet}: {code}")
+                                break
+                            if code.startswith("InvalidAMIID"):
+                                raise NotFoundError(f"unknown AMI {req.image_id}") from err
+                            raise
+                        new = [Instance.from_api(raw) for raw in reply["Instances"]]
+                        self._name(new, req.role)
+                        launched.extend(new)
+                        if not new:
                             break
-                        if code.startswith("InvalidAMIID"):
-                            raise NotFoundError(f"unknown AMI {req.image_id}") from err
-                        raise
-                    new = [Instance.from_api(raw) for raw in reply["Instances"]]
-                    self._name(new, req.role)
-                    launched.extend(new)
-                    if not new:
-                        break
         if len(launched) < req.count:
             raise HtcpoolError(f"launched {len(launched)} of {req.count} instances; "
                                f"no capacity: {'; '.join(errors) or 'unknown'}")
@@ -306,7 +313,8 @@ class Cloud:
 
     @staticmethod
     def _run_params(req: LaunchRequest, itype: str, subnet: str, need: int,
-                    tags: list[dict[str, str]], dry_run: bool, token: str) -> dict[str, Any]:
+                    tags: list[dict[str, str]], dry_run: bool, token: str,
+                    spot: bool = False) -> dict[str, Any]:
         params: dict[str, Any] = {
             "ImageId": req.image_id, "InstanceType": itype, "MinCount": 1, "MaxCount": need,
             "SubnetId": subnet, "ClientToken": token[:64],
@@ -316,6 +324,11 @@ class Cloud:
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
                                   {"ResourceType": "volume", "Tags": tags[:2]}],
             "DryRun": dry_run}
+        if spot:
+            # One-time, terminated on interruption: HTCondor puts its jobs back in the queue
+            # and the autoscaler launches again; a spot price above on-demand is never paid.
+            params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
+                "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
         if req.security_groups:
             params["SecurityGroupIds"] = list(req.security_groups)
         if req.key_name:

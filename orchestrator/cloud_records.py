@@ -17,6 +17,9 @@ TAG_VERSION = "htcpool:version"
 TAG_LAUNCHED_BY = "htcpool:launched-by"
 CAPACITY_ERRORS = frozenset({"InsufficientInstanceCapacity", "InstanceLimitExceeded",
                              "Unsupported", "InsufficientCapacity", "VcpuLimitExceeded"})
+# What a spot request may meet besides those: on-demand is tried next.
+SPOT_ERRORS = frozenset({"MaxSpotInstanceCountExceeded", "SpotMaxPriceTooLow",
+                         "InsufficientSpotCapacity"})
 
 
 class Role(StrEnum):
@@ -109,7 +112,8 @@ class Image:
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """What to launch: `count` instances, trying `instance_types` then `subnets` in order."""
+    """What to launch: `count` instances, trying `instance_types` then `subnets` in order
+    (all of them as spot first when `spot`, then on-demand)."""
 
     count: int
     image_id: str
@@ -121,3 +125,4 @@ class LaunchRequest:
     launched_by: str = "cli"
     role: Role = Role.WORKER
     key_name: str = ""
+    spot: bool = False

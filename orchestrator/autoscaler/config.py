@@ -77,6 +77,10 @@ class AutoscalerConfig(BaseModel):
     max_launch_per_cycle: int = Field(default=100, gt=0)
     # Stop idle workers instead of terminating them, and start stopped ones first.
     warm_pool: bool = False
+    # Launch workers as spot instances, on-demand where spot has no capacity. An
+    # interrupted worker's jobs go back to the queue (HTCondor reruns them) and are
+    # launched for again; stopped spot instances cannot be restarted, so no warm pool.
+    spot: bool = False
     shapes: tuple[InstanceShape, ...] = DEFAULT_SHAPES
     # The one instance type the naive and parallelcluster policies launch (None: the
     # cheapest shape that fits the largest idle job). Ignored by "binpack".
@@ -92,6 +96,9 @@ class AutoscalerConfig(BaseModel):
         names = [s.name for s in self.shapes]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate shape names in {names}")
+        if self.spot and self.warm_pool:
+            raise ValueError("spot and warm_pool exclude each other (a one-time spot "
+                             "instance is terminated, not stopped)")
         if self.fixed_shape is not None and self.fixed_shape not in names:
             raise ValueError(f"fixed_shape {self.fixed_shape!r} is not one of {names}")
         return self

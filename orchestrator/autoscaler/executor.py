@@ -188,7 +188,8 @@ class Executor:
                             instance_types=fallback_types(self.config, itype),
                             subnets=list(spec.subnets), security_groups=list(spec.security_groups),
                             instance_profile=spec.instance_profile, key_name=spec.key_name,
-                            client_token=f"htcpool-{cycle}-{itype}", launched_by="autoscaler")
+                            client_token=f"htcpool-{cycle}-{itype}", launched_by="autoscaler",
+                            spot=self.config.spot)
         launched = self.cloud.launch(req)
         out.launched += [i.id for i in launched]
         types = sorted({i.instance_type for i in launched})

@@ -121,3 +121,49 @@ def test_executor_safety(aws: Any, cloud: Cloud) -> None:
         cloud.terminate([aws.other_pool])
     assert [i.id for i in cloud.stop(aws.workers)] == aws.workers
     assert cloud.stop(aws.workers) == []  # already stopping/stopped: nothing to do
+
+
+def test_spot_first_then_on_demand_where_spot_has_no_capacity(aws: Any, cloud: Cloud) -> None:
+    seen: list[dict[str, list[str]]] = []
+
+    def no_spot_for_c5(params: dict[str, Any], **_: Any) -> Any:
+        query = _query(params)
+        seen.append(query)
+        spot = query.get("InstanceMarketOptions.MarketType") == ["spot"]
+        return _error("InsufficientInstanceCapacity") \
+            if spot and query["InstanceType"] == ["c5.large"] else None
+
+    cloud.ec2.meta.events.register("before-call.ec2.RunInstances", no_spot_for_c5)
+    req = request(aws, cloud, 2, ["c5.large", "m5.large"])
+    launched = cloud.launch(LaunchRequest(**{**req.__dict__, "spot": True}))
+    # Spot of every type before any on-demand: m5.large spot had room.
+    calls = [(q["InstanceType"][0], q.get("InstanceMarketOptions.MarketType", ["-"])[0])
+             for q in seen]
+    assert calls[0] == ("c5.large", "spot") and set(calls[1:]) == {("m5.large", "spot")}
+    assert seen[0]["InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior"] == \
+        ["terminate"]
+    assert len(launched) == 2 and {i.instance_type for i in launched} == {"m5.large"}
+
+
+def test_spot_falls_back_to_on_demand_with_its_own_client_tokens(aws: Any,
+                                                                 cloud: Cloud) -> None:
+    seen: list[dict[str, list[str]]] = []
+
+    def no_spot(params: dict[str, Any], **_: Any) -> Any:
+        query = _query(params)
+        seen.append(query)
+        return _error("MaxSpotInstanceCountExceeded") \
+            if query.get("InstanceMarketOptions.MarketType") == ["spot"] else None
+
+    cloud.ec2.meta.events.register("before-call.ec2.RunInstances", no_spot)
+    req = request(aws, cloud, 1, ["c5.large"], token="tok")
+    (inst,) = cloud.launch(LaunchRequest(**{**req.__dict__, "spot": True}))
+    assert [q["ClientToken"][0] for q in seen] == ["tok-s0-0-0", "tok-0-0-0"]
+    assert "InstanceMarketOptions.MarketType" not in seen[-1]
+    assert inst.instance_type == "c5.large"
+    # No capacity either way: the error names both attempts.
+    cloud.ec2.meta.events.register("before-call.ec2.RunInstances",
+                                   lambda **_: _error("InsufficientInstanceCapacity"))
+    with pytest.raises(HtcpoolError, match=r"launched 0 of 1 .*spot c5\.large in subnet-\S+: "
+                       r"MaxSpotInstanceCountExceeded; c5\.large in subnet-\S+: Insufficient"):
+        cloud.launch(LaunchRequest(**{**req.__dict__, "spot": True, "client_token": "t2"}))

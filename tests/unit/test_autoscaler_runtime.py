@@ -332,3 +332,17 @@ def test_forget_sends_one_invalidation_for_well_formed_ids_only() -> None:
     assert 'EC2InstanceId == \\"i-0123456789abcdef0\\"' in script or \
         'EC2InstanceId == "i-0123456789abcdef0"' in script
     assert "|| true" not in script
+
+
+def test_spot_is_asked_for_when_configured_and_excludes_a_warm_pool() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    cloud, ops = FakeCloud(), FakeOps()
+    ex, _ = _executor(cloud, ops, AutoscalerConfig(spot=True))
+    ex.execute(Plan(launches=(Launch("c6i.large", 2, "need"),)), build("p", [], [], [], NOW),
+               cycle="c")
+    (req,) = cloud.launches
+    assert req.spot and req.count == 2
+    with pytest.raises(ValidationError, match="spot and warm_pool"):
+        AutoscalerConfig(spot=True, warm_pool=True)
