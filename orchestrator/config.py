@@ -136,6 +136,12 @@ class Config(_Section):
     def worker_instance_profile(self) -> str:
         return self.worker.instance_profile or f"htcpool-{self.pool}-instance"
 
+    @property
+    def central_manager_instance_profile(self) -> str:
+        """The central manager's own profile (aws_resources.yml): the workers' grants, plus
+        the autoscaler's actions when it runs there (iam/README.md)."""
+        return f"htcpool-{self.pool}-central-manager"
+
 
 def default_paths() -> list[Path]:
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")

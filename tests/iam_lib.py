@@ -13,6 +13,7 @@ import ast
 import fnmatch
 import json
 import re
+import textwrap
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -74,7 +75,8 @@ ANSIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
         "iam:GetInstanceProfile", "iam:CreateInstanceProfile", "iam:AddRoleToInstanceProfile",
         "iam:RemoveRoleFromInstanceProfile", "iam:TagInstanceProfile",
         "iam:DeleteInstanceProfile"),
-    "amazon.aws.iam_policy": ("iam:ListRolePolicies", "iam:GetRolePolicy", "iam:PutRolePolicy"),
+    "amazon.aws.iam_policy": ("iam:ListRolePolicies", "iam:GetRolePolicy", "iam:PutRolePolicy",
+                              "iam:DeleteRolePolicy"),      # absent: the autoscaler's, when off
     "amazon.aws.ssm_parameter": ("ssm:GetParameter",),        # lookup plugin
     "community.aws.ssm_parameter": (
         "ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter", "ssm:AddTagsToResource",
@@ -110,6 +112,12 @@ def operator_actions() -> frozenset[str]:
 
 def instance_actions() -> frozenset[str]:
     return policy_actions("instance-policy.json") | frozenset(SSM_MANAGED_INSTANCE_CORE)
+
+
+def central_manager_actions() -> frozenset[str]:
+    """The central manager's role with the autoscaler on (aws_resources.yml with
+    htcpool_central_manager_autoscaler): the instance role's grants plus the autoscaler's."""
+    return instance_actions() | policy_actions(CENTRAL_MANAGER_AUTOSCALER_POLICY)
 
 
 def allows(granted: Iterable[str], action: str) -> bool:
@@ -187,6 +195,55 @@ def operator_code_files() -> list[Path]:
     root = REPO / "orchestrator"
     return sorted(p for p in root.rglob("*.py")
                   if p.relative_to(root).parts[0] not in ("sandbox", "sim"))
+
+
+# --- the autoscaler as a service on the central manager ----------------------------------------
+# `htcpool autoscale` from roles/htcondor_master (transport "local": the htcondor bindings,
+# no SSM): the autoscaler package, the CLI command that builds it, and the methods of
+# orchestrator/cloud.py's Cloud these reach. Its role's policy is
+# iam/central-manager-autoscaler-policy.json.
+
+CENTRAL_MANAGER_AUTOSCALER_POLICY = "central-manager-autoscaler-policy.json"
+_CLOUD_RECEIVER = re.compile(r"(^|[._])cloud$")
+
+
+def autoscaler_code_files() -> list[Path]:
+    package = sorted((REPO / "orchestrator" / "autoscaler").glob("*.py"))
+    return [*package, REPO / "orchestrator" / "cli" / "scale.py"]
+
+
+def _cloud_methods_reached(files: Iterable[Path]) -> dict[str, ast.FunctionDef]:
+    """Methods of Cloud the files use (`self.cloud.launch(...)`, `cloud.worker_subnets()`),
+    closed over the `self.<method>` references inside Cloud itself."""
+    used = {node.attr for path in files for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Attribute)
+            and _CLOUD_RECEIVER.search(ast.unparse(node.value))}
+    tree = ast.parse((REPO / "orchestrator" / "cloud.py").read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Cloud"]
+    methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+    todo = sorted(used & set(methods))
+    reached: dict[str, ast.FunctionDef] = {}
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached[name] = methods[name]
+        todo += [n.attr for n in ast.walk(methods[name]) if isinstance(n, ast.Attribute)
+                 and isinstance(n.value, ast.Name) and n.value.id == "self"
+                 and n.attr in methods and n.attr not in reached]
+    return reached
+
+
+def autoscaler_actions() -> dict[str, set[str]]:
+    """action -> where the autoscaler service calls it (files, or cloud.py's methods)."""
+    files = autoscaler_code_files()
+    out = code_actions(files)
+    cloud_source = (REPO / "orchestrator" / "cloud.py").read_text()
+    for name, fn in _cloud_methods_reached(files).items():
+        source = textwrap.dedent(ast.get_source_segment(cloud_source, fn, padded=True) or "")
+        for action in calls_in_source(source):
+            out.setdefault(action, set()).add(f"orchestrator/cloud.py:Cloud.{name}")
+    return out
 
 
 def instance_code_files() -> list[Path]:
@@ -269,6 +326,18 @@ GRANTED_NOT_CALLED: dict[str, str] = {
 # GetParameters): harmless (same parameters), removable.
 INSTANCE_GRANTED_NOT_CALLED: dict[str, str] = {
     "ssm:GetParameter": "htcpool-worker-firstboot.py reads both parameters with GetParameters",
+}
+
+# Found by the scan of the autoscaler's code, never performed by the autoscaler; not granted
+# by iam/central-manager-autoscaler-policy.json.
+AUTOSCALER_FOUND_NOT_CALLED: dict[str, str] = {
+    "ec2:RebootInstances": "Cloud.act maps every action name to its call; the autoscaler "
+                           "starts, stops and terminates, never reboots",
+}
+
+# Granted by iam/central-manager-autoscaler-policy.json without a call of its own.
+AUTOSCALER_GRANTED_NOT_CALLED: dict[str, str] = {
+    "iam:PassRole": "RunInstances with IamInstanceProfile (the workers' profile) needs it",
 }
 
 # Mentioned by the repository as an option only (a commented-out inventory setting).

@@ -123,7 +123,7 @@ def launch_central_manager(cloud: Cloud, state: dict[str, Any]) -> str:
     req = LaunchRequest(count=1, image_id=state["base_ami"], instance_types=["t3.medium"],
                         subnets=default_subnets(cloud),
                         security_groups=cloud.worker_security_groups(),
-                        instance_profile=cloud.config.worker_instance_profile,
+                        instance_profile=cloud.config.central_manager_instance_profile,
                         role=Role.CENTRAL_MANAGER, launched_by="playbook",
                         client_token=f"{cloud.pool}-central-manager")
     (cm,) = cloud.launch(req)

@@ -3,6 +3,7 @@ idempotent provisioning, and a teardown that removes the pool's resources and no
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -72,6 +73,99 @@ def test_aws_resources_are_idempotent_and_least_privilege(endpoint: str, tmp_pat
     assert changed == 0, out
 
 
+def inline_policies(iam: Any, role: str) -> dict[str, Any]:
+    return {name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            for name in iam.list_role_policies(RoleName=role)["PolicyNames"]}
+
+
+def test_central_manager_role_has_the_autoscaler_policy_only_when_enabled(
+        endpoint: str, tmp_path: Path) -> None:
+    iam = client("iam", endpoint)
+    cm_role, worker_role = "htcpool-htcpool-central-manager", "htcpool-htcpool-instance"
+    playbook = REPO / "tests" / "ansible" / "playbooks" / "aws_resources_facts.yml"
+    rc, out, _ = play(endpoint, tmp_path, str(playbook))
+    assert rc == 0, out
+    assert f"profiles workers={worker_role} central_manager={cm_role}" in out
+    (holder,) = iam.get_instance_profile(InstanceProfileName=cm_role)["InstanceProfile"]["Roles"]
+    assert holder["RoleName"] == cm_role
+    assert holder["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "ec2.amazonaws.com"}
+    tags = iam.get_role(RoleName=cm_role)["Role"]["Tags"]
+    assert {"Key": "htcpool:pool", "Value": "htcpool"} in tags
+    attached = iam.list_attached_role_policies(RoleName=cm_role)["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]
+    assert set(inline_policies(iam, cm_role)) == {"htcpool-parameters"}
+
+    rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml",
+                            "-e", "htcpool_central_manager_autoscaler=true")
+    assert rc == 0, out
+    assert changed == 1, out
+    policies = inline_policies(iam, cm_role)
+    assert set(policies) == {"htcpool-parameters", "htcpool-autoscaler"}
+    autoscaler = json.dumps(policies["htcpool-autoscaler"])
+    assert "${" not in autoscaler
+    assert "arn:aws:iam::123456789012:role/htcpool-htcpool-instance" in autoscaler
+    assert "arn:aws:ssm:us-east-1:123456789012:parameter/htcpool/htcpool/autoscaler-lease" \
+        in autoscaler
+    # The workers' role gains nothing.
+    assert set(inline_policies(iam, worker_role)) == {"htcpool-parameters"}
+
+    rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml",
+                            "-e", "htcpool_central_manager_autoscaler=true")
+    assert rc == 0, out
+    assert changed == 0, out
+
+    rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml")
+    assert rc == 0, out
+    assert changed == 1, out
+    assert set(inline_policies(iam, cm_role)) == {"htcpool-parameters"}
+
+
+def test_the_central_manager_is_launched_with_its_profile_and_workers_with_theirs(
+        endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's (and the demo's) central manager, then a worker launched the way the
+    autoscaler launches them (its LaunchSpec)."""
+    from orchestrator.cli.scale import _spec_factory
+    from orchestrator.cloud import Cloud, LaunchRequest
+    from orchestrator.config import Config
+    from orchestrator.sandbox.pool import launch_central_manager
+
+    rc, out, _ = play(endpoint, tmp_path, "aws_resources.yml",
+                      "-e", "htcpool_central_manager_autoscaler=true")
+    assert rc == 0, out
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    ec2 = client("ec2", endpoint)
+    base = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    config = Config(pool="htcpool", region="us-east-1", endpoint_url=endpoint)
+    cloud = Cloud(config)
+
+    cm = launch_central_manager(cloud, {"base_ami": base})
+
+    def profile(instance_id: str) -> str:
+        (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return str(reservation["Instances"][0]["IamInstanceProfile"]["Arn"]).rsplit("/", 1)[-1]
+
+    assert profile(cm) == "htcpool-htcpool-central-manager"
+    ec2.create_image(InstanceId=cm, Name="htcpool-htcpool-worker-20260101-000000",
+                     TagSpecifications=[{"ResourceType": "image", "Tags": [
+                         {"Key": "htcpool:pool", "Value": "htcpool"},
+                         {"Key": "htcpool:role", "Value": "worker-image"},
+                         {"Key": "htcpool:version", "Value": "20260101-000000"}]}])
+    spec = _spec_factory(cloud, config)()
+    assert spec.instance_profile == "htcpool-htcpool-instance"
+    (worker,) = cloud.launch(LaunchRequest(
+        count=1, image_id=spec.image_id, instance_types=["t3.micro"], subnets=spec.subnets,
+        security_groups=spec.security_groups, instance_profile=spec.instance_profile,
+        launched_by="autoscaler"))
+    assert profile(worker.id) == "htcpool-htcpool-instance"
+    assert launch_central_manager(cloud, {"base_ami": base}) == cm  # reused, not relaunched
+
+
 def test_teardown_needs_confirmation(endpoint: str, tmp_path: Path) -> None:
     rc, out, _ = play(endpoint, tmp_path, "teardown.yml")
     assert rc != 0
@@ -80,7 +174,8 @@ def test_teardown_needs_confirmation(endpoint: str, tmp_path: Path) -> None:
 
 def test_teardown_removes_the_pools_resources_and_nothing_else(endpoint: str,
                                                                tmp_path: Path) -> None:
-    rc, out, _ = play(endpoint, tmp_path, "aws_resources.yml")
+    rc, out, _ = play(endpoint, tmp_path, "aws_resources.yml",
+                      "-e", "htcpool_central_manager_autoscaler=true")
     assert rc == 0, out
     ec2 = client("ec2", endpoint)
     ssm = client("ssm", endpoint)
@@ -118,8 +213,23 @@ def test_teardown_removes_the_pools_resources_and_nothing_else(endpoint: str,
     assert names == {"/htcpool/other/condor_host"}
     groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
     assert "htcpool-htcpool" not in groups
-    roles = [r["RoleName"] for r in client("iam", endpoint).list_roles()["Roles"]]
-    assert "htcpool-htcpool-instance" not in roles
+    iam = client("iam", endpoint)
+    roles = [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    profiles = [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
+    for name in ("htcpool-htcpool-instance", "htcpool-htcpool-central-manager"):
+        assert name not in roles and name not in profiles
+
+
+def test_teardown_leaves_a_central_manager_role_it_did_not_create(endpoint: str,
+                                                                  tmp_path: Path) -> None:
+    """A role that happens to have the name, without the pool's tag, stays."""
+    iam = client("iam", endpoint)
+    trust = (REPO / "iam" / "instance-trust-policy.json").read_text()
+    iam.create_role(RoleName="htcpool-htcpool-central-manager", AssumeRolePolicyDocument=trust)
+    rc, out, _ = play(endpoint, tmp_path, "teardown.yml", "-e", "htcpool_teardown_confirm=htcpool")
+    assert rc == 0, out
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == [
+        "htcpool-htcpool-central-manager"]
 
 
 def test_bake_cleans_up_leftover_builders_and_rotates_images(endpoint: str,

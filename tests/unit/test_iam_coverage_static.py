@@ -3,15 +3,20 @@
 The orchestrator's boto3 calls (found in its source: client methods, operation names given
 as strings, EC2 waiters) and the Ansible modules the playbooks use (mapped to actions in
 tests/iam_lib.py) against iam/operator-policy.json; the first-boot script against
-iam/instance-policy.json. Both ways: every call granted, every grant used. Known differences
-are listed in tests/iam_lib.py with what to change; tests/e2e/test_iam_coverage.py checks
-the same against the API calls a sandbox test session really made.
+iam/instance-policy.json; the autoscaler as a service on the central manager against
+iam/central-manager-autoscaler-policy.json (with the instance role's grants). Both ways:
+every call granted, every grant used. Known differences are listed in tests/iam_lib.py with
+what to change; tests/e2e/test_iam_coverage.py checks the same against the API calls a
+sandbox test session really made.
 """
 
 from __future__ import annotations
 
 from tests.iam_lib import (
     ANSIBLE_ACTIONS,
+    AUTOSCALER_FOUND_NOT_CALLED,
+    AUTOSCALER_GRANTED_NOT_CALLED,
+    CENTRAL_MANAGER_AUTOSCALER_POLICY,
     GRANTED_NOT_CALLED,
     INSTANCE_GRANTED_NOT_CALLED,
     KNOWN_MISSING,
@@ -19,7 +24,9 @@ from tests.iam_lib import (
     allows,
     ansible_actions,
     ansible_modules_used,
+    autoscaler_actions,
     calls_in_source,
+    central_manager_actions,
     code_actions,
     concrete,
     instance_actions,
@@ -108,6 +115,35 @@ def test_every_instance_grant_is_used_or_listed() -> None:
     assert unused == set(INSTANCE_GRANTED_NOT_CALLED), unused
 
 
+def test_the_autoscaler_scan_finds_its_calls() -> None:
+    calls = autoscaler_actions()
+    for action in ("ec2:DescribeInstances", "ec2:RunInstances", "ec2:TerminateInstances",
+                   "ec2:CreateTags", "ssm:PutParameter"):
+        assert action in calls, action
+    # Cloud methods the autoscaler never reaches stay out (remote condor views, regions).
+    for action in ("ssm:SendCommand", "ec2:DescribeRegions", "ec2:DescribeInstanceStatus"):
+        assert action not in calls, action
+
+
+def test_the_autoscaler_on_the_central_manager_needs_only_its_roles_grants() -> None:
+    """`htcpool autoscale` as the master role's service: every call it makes is granted by
+    the central manager's role (instance policy, SSM core, the autoscaler's policy)."""
+    denied = {a: sorted(w) for a, w in autoscaler_actions().items()
+              if a not in AUTOSCALER_FOUND_NOT_CALLED
+              and not allows(central_manager_actions(), a)}
+    assert not denied, denied
+    for action in AUTOSCALER_FOUND_NOT_CALLED:
+        assert action in autoscaler_actions(), f"{action} is no longer found: unlist it"
+        assert not allows(policy_actions(CENTRAL_MANAGER_AUTOSCALER_POLICY), action), action
+
+
+def test_every_central_manager_autoscaler_grant_is_used_or_listed() -> None:
+    used = set(autoscaler_actions())
+    granted = set(concrete(policy_actions(CENTRAL_MANAGER_AUTOSCALER_POLICY)))
+    assert granted - used == set(AUTOSCALER_GRANTED_NOT_CALLED), granted - used
+
+
 def test_no_policy_uses_wildcard_actions() -> None:
-    for name in ("operator-policy.json", "instance-policy.json"):
+    for name in ("operator-policy.json", "instance-policy.json",
+                 CENTRAL_MANAGER_AUTOSCALER_POLICY):
         assert set(concrete(policy_actions(name))) == set(policy_actions(name)), name
