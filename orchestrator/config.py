@@ -41,11 +41,13 @@ File format (every key optional; unknown keys are errors that name the key):
     policy = "binpack"                # binpack | naive | parallelcluster
     interval_s = 20
     idle_timeout_s = 150
-    join_timeout_s = 600
+    join_timeout_s = 600              # never joined by then: replaced
+    lost_timeout_s = 1200             # joined once, gone from the collector this long: replaced
     min_workers = 0
     max_workers = 100
     max_launch_per_cycle = 100
     warm_pool = false                 # stop idle workers instead of terminating them
+    spot = false                      # spot workers, on-demand where spot has no capacity
     [[autoscaler.shapes]]             # the instance types it may launch
     name = "c6i.large"
     cpus = 2
