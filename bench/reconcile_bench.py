@@ -51,6 +51,7 @@ from orchestrator.condor import (
     Transport,
     _plain,
     ads_from_json,
+    unique_jobs,
 )
 from orchestrator.config import Config
 
@@ -75,7 +76,10 @@ def _job_dicts(instances: int, idle: int) -> list[dict[str, Any]]:
              "QDate": 1_700_000_000} for n in range(idle)]
     jobs += [{"ClusterId": 0, "ProcId": n, "Owner": "u", "JobStatus": 2, "RequestCpus": 2,
               "RequestMemory": 4096, "QDate": 1_700_000_000} for n in range(instances)]
-    return [{k: v for k, v in ad.items() if k in JOB_ATTRS} for ad in jobs]
+    for ad in jobs:
+        ad["GlobalJobId"] = f"cm.example#{ad['ClusterId']}.{ad['ProcId']}#1700000000"
+    return [{k: v for k, v in ad.items() if k in JOB_ATTRS or k == "GlobalJobId"}
+            for ad in jobs]
 
 
 class SyntheticSource(PoolSource):
@@ -97,7 +101,7 @@ class SyntheticSource(PoolSource):
         self._job_ads = [classad2.ClassAd(ad) for ad in self._jobs] if form == "classad" else []
         self._jobs_json: dict[tuple[str, ...], str] = {}
         for attrs in (JOB_ATTRS, AUTOSCALER_JOB_ATTRS):
-            self.job_ads(None, attrs)
+            self.job_ads(None, attrs, all_schedds=True)
 
     @property
     def where(self) -> str:
@@ -108,15 +112,21 @@ class SyntheticSource(PoolSource):
             return [_plain(ad, SLOT_ATTRS) for ad in self._slot_ads]
         return ads_from_json(self._slots_json, SLOT_ATTRS)
 
-    def job_ads(self, constraint: str | None = None,
-                attrs: Sequence[str] = JOB_ATTRS) -> list[dict[str, Any]]:
+    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+                all_schedds: bool = False) -> list[dict[str, Any]]:
+        """One schedd's queue; with all_schedds, read and de-duplicated as the live
+        sources do (the pool's one schedd, so no copies to drop)."""
+        if all_schedds:
+            attrs = [*attrs, "GlobalJobId"]
         key = tuple(attrs)
         if self.form == "classad":
-            return [_plain(ad, attrs) for ad in self._job_ads]
-        if key not in self._jobs_json:  # what condor_q -attributes would print, made once
-            self._jobs_json[key] = json.dumps([{k: v for k, v in ad.items() if k in key}
-                                               for ad in self._jobs])
-        return ads_from_json(self._jobs_json[key], attrs)
+            ads = [_plain(ad, attrs) for ad in self._job_ads]
+        else:
+            if key not in self._jobs_json:  # what condor_q -attributes prints, made once
+                self._jobs_json[key] = json.dumps([{k: v for k, v in ad.items() if k in key}
+                                                   for ad in self._jobs])
+            ads = ads_from_json(self._jobs_json[key], attrs)
+        return unique_jobs(ads) if all_schedds else ads
 
     def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
         return ""

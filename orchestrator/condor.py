@@ -15,8 +15,10 @@ The autoscaler calls `source.slots()` (startd ads, with `ec2_instance_id`) and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -218,6 +220,22 @@ def _classad_from_json(item: Any) -> Any:
     return classad2.parseOne(text, classad2.ParserType.JSON)
 
 
+def _json_lists(text: str) -> list[Any]:
+    """The items of one JSON list, or of several printed one after another (one per
+    schedd when the queues of several are read in one command)."""
+    decoder = json.JSONDecoder()
+    items: list[Any] = []
+    pos = 0
+    while pos < len(text):
+        raw, pos = decoder.raw_decode(text, pos)
+        if not isinstance(raw, list):
+            raise ValueError("not a list of ads")
+        items += raw
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return items
+
+
 def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
     """Parse `condor_* -json` output (a JSON list of ads, or nothing) and evaluate it.
 
@@ -236,9 +254,7 @@ def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
     try:
         # The bindings' JSON stream parser (25.x) stops after the first ad of a list, so the
         # list is split with json and only the ads that need it are parsed by classad2.
-        raw = json.loads(text)
-        if not isinstance(raw, list):
-            raise ValueError("not a list of ads")
+        raw = _json_lists(text)
         for n, item in enumerate(raw):
             values = _literal_values(item, folded)
             if values is None:
@@ -261,6 +277,33 @@ def condor_q_argv(constraint: str | None = None,
     return [*argv, "-constraint", constraint] if constraint else argv
 
 
+def all_schedds_argv(constraint: str | None, attrs: Sequence[str]) -> list[str]:
+    """The local schedd's queue (its failure is the command's), then every schedd the
+    collector knows, this one included (GlobalJobId tells the copies apart). A schedd that
+    does not answer is left out: its jobs cannot run meanwhile, and every worker they had
+    claimed stays claimed. Reading the local one first keeps its jobs visible while a
+    restarted collector has not heard from the schedds again."""
+    tool, *args = condor_q_argv(constraint, [*attrs, "GlobalJobId"])
+    query = shlex.join(args)
+    script = (f"{tool} {query} || exit $?; "
+              f"for s in $(condor_status -schedd -af Name 2>/dev/null); "
+              f'do o=$({tool} -name "$s" {query} 2>/dev/null) && case "$o" in "["*) '
+              f"printf '%s\\n' \"$o\";; esac; done; exit 0")
+    return ["sh", "-c", script]
+
+
+def unique_jobs(ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each job once (by GlobalJobId) when queues were read more than once."""
+    seen: set[Any] = set()
+    out = []
+    for ad in ads:
+        key = ad.get("GlobalJobId")
+        if key is None or key not in seen:
+            seen.add(key)
+            out.append(ad)
+    return out
+
+
 class PoolSource(ABC):
     """Where pool and queue ads come from. Subclasses implement the two raw queries."""
 
@@ -271,9 +314,10 @@ class PoolSource(ABC):
         """Evaluated startd ads (projection SLOT_ATTRS)."""
 
     @abstractmethod
-    def job_ads(self, constraint: str | None = None,
-                attrs: Sequence[str] = JOB_ATTRS) -> list[dict[str, Any]]:
-        """Evaluated job ads of all owners (projection `attrs`)."""
+    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+                all_schedds: bool = False) -> list[dict[str, Any]]:
+        """Evaluated job ads of all owners (projection `attrs`), of the central manager's
+        schedd, or of every schedd of the pool."""
 
     @property
     @abstractmethod
@@ -283,9 +327,9 @@ class PoolSource(ABC):
     def slots(self, constraint: str | None = None) -> list[Slot]:
         return [Slot.from_ad(ad) for ad in self.startd_ads(constraint)]
 
-    def jobs(self, constraint: str | None = None,
-             attrs: Sequence[str] = JOB_ATTRS) -> list[Job]:
-        return [Job.from_ad(ad) for ad in self.job_ads(constraint, attrs)]
+    def jobs(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+             all_schedds: bool = False) -> list[Job]:
+        return [Job.from_ad(ad) for ad in self.job_ads(constraint, attrs, all_schedds)]
 
     def idle_jobs(self) -> list[Job]:
         return self.jobs(f"JobStatus == {int(JobStatus.IDLE)}")
@@ -344,14 +388,15 @@ class LocalSource(PoolSource):
             raise CondorError(f"cannot query the collector: {err}") from err
         return [_plain(ad, SLOT_ATTRS) for ad in ads]
 
-    def job_ads(self, constraint: str | None = None,
-                attrs: Sequence[str] = JOB_ATTRS) -> list[dict[str, Any]]:
+    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+                all_schedds: bool = False) -> list[dict[str, Any]]:
         htcondor2 = _bindings()
 
+        projection = [*attrs, "GlobalJobId"] if all_schedds else list(attrs)
         try:
+            coll = htcondor2.Collector(self.collector_host) if self.collector_host \
+                else htcondor2.Collector()
             if self.collector_host or self.schedd_name:
-                coll = htcondor2.Collector(self.collector_host) if self.collector_host \
-                    else htcondor2.Collector()
                 found = coll.query(htcondor2.AdTypes.Schedd,
                                    f'Name == "{self.schedd_name}"' if self.schedd_name
                                    else "true")
@@ -360,12 +405,21 @@ class LocalSource(PoolSource):
                 schedd = htcondor2.Schedd(found[0])
             else:
                 schedd = htcondor2.Schedd()
-            ads = schedd.query(constraint or "true", list(attrs))
+            ads = list(schedd.query(constraint or "true", projection))
+            others = coll.query(htcondor2.AdTypes.Schedd) if all_schedds else []
         except CondorError:
             raise
         except Exception as err:
             raise CondorError(f"cannot query the schedd: {err}") from err
-        return [_plain(ad, attrs) for ad in ads]
+        for ad in others:  # as all_schedds_argv: one that does not answer is left out
+            with contextlib.suppress(Exception):
+                ads += schedd_query(htcondor2.Schedd(ad), constraint, projection)
+        plain = [_plain(ad, projection) for ad in ads]
+        return unique_jobs(plain) if all_schedds else plain
+
+
+def schedd_query(schedd: Any, constraint: str | None, projection: list[str]) -> list[Any]:
+    return list(schedd.query(constraint or "true", projection))
 
 
 def local_condor_config() -> Path | None:

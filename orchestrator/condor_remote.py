@@ -17,8 +17,10 @@ from orchestrator.condor import (
     PoolSource,
     Transport,
     ads_from_json,
+    all_schedds_argv,
     condor_q_argv,
     condor_status_argv,
+    unique_jobs,
 )
 from orchestrator.ssm import run_command
 
@@ -35,6 +37,14 @@ def _remote_script(argv: list[str]) -> str:
     return (f'f=$(mktemp) || exit 1; {cmd} >"$f"; rc=$?; '
             f'if [ $rc -eq 0 ]; then echo {GZ_MARKER}; gzip -c "$f" | base64 -w0; fi; '
             'rm -f "$f"; exit $rc')
+
+
+def query_jobs(run: Callable[[list[str]], str], constraint: str | None,
+               attrs: Sequence[str], all_schedds: bool) -> list[dict[str, Any]]:
+    if not all_schedds:
+        return ads_from_json(run(condor_q_argv(constraint, attrs)), attrs)
+    return unique_jobs(ads_from_json(run(all_schedds_argv(constraint, attrs)),
+                                     [*attrs, "GlobalJobId"]))
 
 
 def decode_remote_output(text: str, where: str) -> str:
@@ -82,9 +92,9 @@ class SsmSource(PoolSource):
     def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
 
-    def job_ads(self, constraint: str | None = None,
-                attrs: Sequence[str] = JOB_ATTRS) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_q_argv(constraint, attrs)), attrs)
+    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+                all_schedds: bool = False) -> list[dict[str, Any]]:
+        return query_jobs(self._run, constraint, attrs, all_schedds)
 
 
 class SshSource(PoolSource):
@@ -135,6 +145,6 @@ class SshSource(PoolSource):
     def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
 
-    def job_ads(self, constraint: str | None = None,
-                attrs: Sequence[str] = JOB_ATTRS) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_q_argv(constraint, attrs)), attrs)
+    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+                all_schedds: bool = False) -> list[dict[str, Any]]:
+        return query_jobs(self._run, constraint, attrs, all_schedds)

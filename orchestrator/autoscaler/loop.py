@@ -97,7 +97,8 @@ class Autoscaler:
         instances = self.cloud.pool_instances(states=[str(s) for s in LIVE_STATES])
         slots = self.source.slots()
         jobs = self.source.jobs(f"JobStatus == {int(JobStatus.IDLE)} || "
-                                f"JobStatus == {int(JobStatus.RUNNING)}", AUTOSCALER_JOB_ATTRS)
+                                f"JobStatus == {int(JobStatus.RUNNING)}", AUTOSCALER_JOB_ATTRS,
+                                all_schedds=True)
         return observing.build(self.pool, instances, slots, jobs, now,
                                self.config.arrival_window_s)
 

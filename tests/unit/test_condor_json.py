@@ -73,3 +73,19 @@ def test_lists_and_nested_ads_go_through_classad2() -> None:
     [got] = ads_from_json(text, ["L", "N", "S"])
     assert got["L"] == [1, "a/b"] and isinstance(got["N"], classad2.ClassAd)
     assert got["S"] == "ünï"
+
+
+def test_queues_of_several_schedds_read_one_after_another_and_deduplicated() -> None:
+    from orchestrator.condor import unique_jobs
+
+    attrs = (*JOB_ATTRS, "GlobalJobId")
+    cm = '[ClusterId = 7; ProcId = 0; JobStatus = 1; GlobalJobId = "cm#7.0#1"]'
+    ap = '[ClusterId = 7; ProcId = 0; JobStatus = 2; GlobalJobId = "ap#7.0#1"]'
+    # The central manager's queue, then each schedd the collector lists (itself included).
+    text = _json([cm]) + _json([cm, ap]) + "\n"
+    ads = ads_from_json(text, attrs)
+    assert len(ads) == 3
+    jobs = unique_jobs(ads)
+    assert [j["GlobalJobId"] for j in jobs] == ["cm#7.0#1", "ap#7.0#1"]
+    with pytest.raises(Exception, match="cannot parse"):
+        ads_from_json(_json([cm]) + "-- Failed to fetch ads", attrs)

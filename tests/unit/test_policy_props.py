@@ -157,8 +157,12 @@ def apply(o: Observation, p: Plan) -> Observation:
         for _ in range(count):
             insts.append(worker(f"i-new{n}", launch.instance_type, InstanceState.PENDING, NOW))
             n += 1
-    return replace(o, instances=tuple(insts),
-                   startds=tuple(s for s in o.startds if s.instance_id not in gone))
+    undrained = {u.instance_id for u in p.undrains}
+    startds = tuple(replace(s, draining=False, free_cpus=s.total_cpus,
+                            free_memory_mb=s.total_memory_mb, free_gpus=s.total_gpus)
+                    if s.instance_id in undrained else s
+                    for s in o.startds if s.instance_id not in gone)
+    return replace(o, instances=tuple(insts), startds=startds)
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,8 +179,9 @@ def test_launches_cover_the_need_and_then_settle(
     unsched = {(u.request_cpus, u.request_memory_mb) for u in p.unschedulable}
     need = sum(j.request_cpus * j.count for j in idle
                if (j.request_cpus, j.request_memory_mb) not in unsched)
-    free = sum(s.free_cpus for s in o.startds
-               if s.instance_id in ours(o) and not s.draining
+    undrained = {u.instance_id for u in p.undrains}
+    free = sum(s.free_cpus if not s.draining else s.total_cpus for s in o.startds
+               if s.instance_id in ours(o) and (not s.draining or s.instance_id in undrained)
                and ours(o)[s.instance_id].state is InstanceState.RUNNING)
     booting = sum(SHAPES[i.instance_type].cpus for i in ours(o).values()
                   if i.state in (InstanceState.PENDING, InstanceState.RUNNING)
