@@ -126,7 +126,8 @@ def main() -> None:
         *tables,
         "### Speed",
         "",
-        "Replay of the six compared settings (two processes); CPU is the sum over settings. "
+        f"Replay of the six compared settings ({args.processes} process"
+        f"{'es' if args.processes != 1 else ''}); CPU is the sum over settings. "
         f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall "
         "times stretch when other work shares the machine; CPU times do not).",
         "",
