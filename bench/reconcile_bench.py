@@ -51,7 +51,6 @@ from orchestrator.condor import (
     Transport,
     _plain,
     ads_from_json,
-    unique_jobs,
 )
 from orchestrator.config import Config
 
@@ -76,10 +75,7 @@ def _job_dicts(instances: int, idle: int) -> list[dict[str, Any]]:
              "QDate": 1_700_000_000} for n in range(idle)]
     jobs += [{"ClusterId": 0, "ProcId": n, "Owner": "u", "JobStatus": 2, "RequestCpus": 2,
               "RequestMemory": 4096, "QDate": 1_700_000_000} for n in range(instances)]
-    for ad in jobs:
-        ad["GlobalJobId"] = f"cm.example#{ad['ClusterId']}.{ad['ProcId']}#1700000000"
-    return [{k: v for k, v in ad.items() if k in JOB_ATTRS or k == "GlobalJobId"}
-            for ad in jobs]
+    return [{k: v for k, v in ad.items() if k in JOB_ATTRS} for ad in jobs]
 
 
 class SyntheticSource(PoolSource):
@@ -114,10 +110,7 @@ class SyntheticSource(PoolSource):
 
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
                 all_schedds: bool = False) -> list[dict[str, Any]]:
-        """One schedd's queue; with all_schedds, read and de-duplicated as the live
-        sources do (the pool's one schedd, so no copies to drop)."""
-        if all_schedds:
-            attrs = [*attrs, "GlobalJobId"]
+        """The pool's one schedd's queue, as every source reads it."""
         key = tuple(attrs)
         if self.form == "classad":
             ads = [_plain(ad, attrs) for ad in self._job_ads]
@@ -126,7 +119,7 @@ class SyntheticSource(PoolSource):
                 self._jobs_json[key] = json.dumps([{k: v for k, v in ad.items() if k in key}
                                                    for ad in self._jobs])
             ads = ads_from_json(self._jobs_json[key], attrs)
-        return unique_jobs(ads) if all_schedds else ads
+        return ads
 
     def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
         return ""

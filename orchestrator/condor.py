@@ -15,7 +15,6 @@ The autoscaler calls `source.slots()` (startd ads, with `ec2_instance_id`) and
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -278,30 +277,15 @@ def condor_q_argv(constraint: str | None = None,
 
 
 def all_schedds_argv(constraint: str | None, attrs: Sequence[str]) -> list[str]:
-    """The local schedd's queue (its failure is the command's), then every schedd the
-    collector knows, this one included (GlobalJobId tells the copies apart). A schedd that
-    does not answer is left out: its jobs cannot run meanwhile, and every worker they had
-    claimed stays claimed. Reading the local one first keeps its jobs visible while a
-    restarted collector has not heard from the schedds again."""
-    tool, *args = condor_q_argv(constraint, [*attrs, "GlobalJobId"])
+    """Every schedd the collector lists, each once; the local one alone while a restarted
+    collector has heard from none yet. Any schedd that does not answer fails the command,
+    as a pass that cannot read the whole queue acts on nothing."""
+    tool, *args = condor_q_argv(constraint, attrs)
     query = shlex.join(args)
-    script = (f"{tool} {query} || exit $?; "
-              f"for s in $(condor_status -schedd -af Name 2>/dev/null); "
-              f'do o=$({tool} -name "$s" {query} 2>/dev/null) && case "$o" in "["*) '
-              f"printf '%s\\n' \"$o\";; esac; done; exit 0")
+    script = ('names=$(condor_status -schedd -af Name) || exit $?; '
+              f'if [ -z "$names" ]; then exec {tool} {query}; fi; '
+              f'for s in $names; do {tool} -name "$s" {query} || exit $?; done')
     return ["sh", "-c", script]
-
-
-def unique_jobs(ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each job once (by GlobalJobId) when queues were read more than once."""
-    seen: set[Any] = set()
-    out = []
-    for ad in ads:
-        key = ad.get("GlobalJobId")
-        if key is None or key not in seen:
-            seen.add(key)
-            out.append(ad)
-    return out
 
 
 class PoolSource(ABC):
@@ -392,7 +376,6 @@ class LocalSource(PoolSource):
                 all_schedds: bool = False) -> list[dict[str, Any]]:
         htcondor2 = _bindings()
 
-        projection = [*attrs, "GlobalJobId"] if all_schedds else list(attrs)
         try:
             coll = htcondor2.Collector(self.collector_host) if self.collector_host \
                 else htcondor2.Collector()
@@ -402,24 +385,20 @@ class LocalSource(PoolSource):
                                    else "true")
                 if not found:
                     raise CondorError(f"no schedd found at {self.where}")
-                schedd = htcondor2.Schedd(found[0])
+                schedds = [htcondor2.Schedd(found[0])]
+            elif all_schedds:
+                # As all_schedds_argv: each schedd the collector lists, or the local one.
+                listed = coll.query(htcondor2.AdTypes.Schedd)
+                schedds = [htcondor2.Schedd(ad) for ad in listed] or [htcondor2.Schedd()]
             else:
-                schedd = htcondor2.Schedd()
-            ads = list(schedd.query(constraint or "true", projection))
-            others = coll.query(htcondor2.AdTypes.Schedd) if all_schedds else []
+                schedds = [htcondor2.Schedd()]
+            ads = [ad for schedd in schedds
+                   for ad in schedd.query(constraint or "true", list(attrs))]
         except CondorError:
             raise
         except Exception as err:
             raise CondorError(f"cannot query the schedd: {err}") from err
-        for ad in others:  # as all_schedds_argv: one that does not answer is left out
-            with contextlib.suppress(Exception):
-                ads += schedd_query(htcondor2.Schedd(ad), constraint, projection)
-        plain = [_plain(ad, projection) for ad in ads]
-        return unique_jobs(plain) if all_schedds else plain
-
-
-def schedd_query(schedd: Any, constraint: str | None, projection: list[str]) -> list[Any]:
-    return list(schedd.query(constraint or "true", projection))
+        return [_plain(ad, attrs) for ad in ads]
 
 
 def local_condor_config() -> Path | None:

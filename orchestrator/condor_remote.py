@@ -20,7 +20,6 @@ from orchestrator.condor import (
     all_schedds_argv,
     condor_q_argv,
     condor_status_argv,
-    unique_jobs,
 )
 from orchestrator.ssm import run_command
 
@@ -41,10 +40,9 @@ def _remote_script(argv: list[str]) -> str:
 
 def query_jobs(run: Callable[[list[str]], str], constraint: str | None,
                attrs: Sequence[str], all_schedds: bool) -> list[dict[str, Any]]:
-    if not all_schedds:
-        return ads_from_json(run(condor_q_argv(constraint, attrs)), attrs)
-    return unique_jobs(ads_from_json(run(all_schedds_argv(constraint, attrs)),
-                                     [*attrs, "GlobalJobId"]))
+    argv = all_schedds_argv(constraint, attrs) if all_schedds else condor_q_argv(constraint,
+                                                                                  attrs)
+    return ads_from_json(run(argv), attrs)
 
 
 def decode_remote_output(text: str, where: str) -> str:
