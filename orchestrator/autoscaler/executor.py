@@ -167,15 +167,8 @@ class Executor:
                 self.event("terminate", instance=r.instance_id, reason=f"replace: {r.reason}")
 
     def _undrain(self, undrains: Sequence[Any], observed: Observed, out: Outcome) -> None:
-        machines = {u.instance_id: observed.machines.get(u.instance_id) for u in undrains}
-        failed = self.ops.cancel_drain(sorted(m for m in machines.values() if m))
-        for u in undrains:
-            machine = machines[u.instance_id]
-            if machine is None or machine in failed:
-                out.errors.append(f"cancelling the drain of {u.instance_id} failed")
-                continue
-            out.undrained.append(u.instance_id)
-            self.event("undrain", instance=u.instance_id, machine=machine, reason=u.reason)
+        self._on_machines(undrains, observed, self.ops.cancel_drain, "undrain",
+                          "cancelling the drain of", out, out.undrained)
 
     def _start(self, ids: list[str], reasons: list[str], out: Outcome) -> None:
         self.cloud.start(ids)
@@ -197,16 +190,25 @@ class Executor:
                    instances=[i.id for i in launched], reason=why)
 
     def _drain(self, drains: Sequence[Any], observed: Observed, out: Outcome) -> None:
-        machines = {d.instance_id: observed.machines.get(d.instance_id) for d in drains}
-        known = {iid: m for iid, m in machines.items() if m}
-        failed = self.ops.drain(sorted(known.values()))
-        for d in drains:
-            machine = known.get(d.instance_id)
+        self._on_machines(drains, observed, self.ops.drain, "drain", "drain of", out,
+                          out.drained)
+
+    def _on_machines(self, actions: Sequence[Any], observed: Observed,
+                     op: Callable[[Sequence[str]], dict[str, str]], kind: str, failure: str,
+                     out: Outcome, done: list[str]) -> None:
+        """One condor_drain command (or its -cancel) for the machines of these workers, in
+        one round trip; a worker without a known machine or whose command failed is an
+        error, the others are recorded and logged."""
+        known = {a.instance_id: m for a in actions
+                 if (m := observed.machines.get(a.instance_id))}
+        failed = op(sorted(known.values()))
+        for a in actions:
+            machine = known.get(a.instance_id)
             if machine is None or machine in failed:
-                out.errors.append(f"drain of {d.instance_id} failed")
+                out.errors.append(f"{failure} {a.instance_id} failed")
                 continue
-            out.drained.append(d.instance_id)
-            self.event("drain", instance=d.instance_id, machine=machine, reason=d.reason)
+            done.append(a.instance_id)
+            self.event(kind, instance=a.instance_id, machine=machine, reason=a.reason)
 
     def _remove(self, removals: Sequence[Any], observed: Observed, out: Outcome) -> None:
         # Two phases across passes: a worker drained in this pass is removed in a later one,

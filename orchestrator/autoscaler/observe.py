@@ -48,14 +48,6 @@ class TagChanges:
         self.clear.setdefault(tag, []).append(instance_id)
 
     @property
-    def set_idle_since(self) -> dict[str, str]:
-        return self.set.get(IDLE_SINCE_TAG, {})
-
-    @property
-    def clear_idle_since(self) -> list[str]:
-        return self.clear.get(IDLE_SINCE_TAG, [])
-
-    @property
     def empty(self) -> bool:
         return not any(self.set.values()) and not any(self.clear.values())
 

@@ -68,7 +68,7 @@ def test_partitionable_slots_sum_into_one_startd_with_free_and_claimed() -> None
 
 def test_idle_since_is_recorded_in_a_tag_and_cleared_when_claimed() -> None:
     first = build("p", [inst("i-a")], [slot("i-a")], [], NOW)
-    assert first.tags.set_idle_since == {"i-a": f"{NOW:.0f}"}
+    assert first.tags.set[IDLE_SINCE_TAG] == {"i-a": f"{NOW:.0f}"}
     assert first.observation.startds[0].unclaimed_since == NOW
     # After a restart the tag is the memory: the clock keeps running from it.
     later = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000", JOINED_TAG: "1"})],
@@ -77,7 +77,7 @@ def test_idle_since_is_recorded_in_a_tag_and_cleared_when_claimed() -> None:
     assert later.tags.empty
     claimed = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})],
                     [slot("i-a", state="Claimed", kind="Dynamic")], [], NOW)
-    assert claimed.tags.clear_idle_since == ["i-a"]
+    assert claimed.tags.clear[IDLE_SINCE_TAG] == ["i-a"]
 
 
 def test_draining_startds_offer_no_free_capacity_and_foreign_startds_are_ignored() -> None:
@@ -232,7 +232,7 @@ def test_a_machine_the_schedd_says_is_running_a_job_counts_as_claimed() -> None:
                      [running], NOW)
     (sd,) = observed.observation.startds
     assert sd.claimed and sd.unclaimed_since is None
-    assert observed.tags.clear_idle_since == ["i-a"]
+    assert observed.tags.clear[IDLE_SINCE_TAG] == ["i-a"]
 
 
 def running_on(iid: str, cluster: int = 9) -> Job:
