@@ -34,12 +34,18 @@ if TYPE_CHECKING:
 SLOT_ATTRS = ("Name", "Machine", "State", "Activity", "LoadAvg", "Memory", "Cpus", "Gpus",
               "Disk", "SlotType", "EC2InstanceId", "HtcpoolPool", "EnteredCurrentState",
               "EnteredCurrentActivity", "OpSys", "Arch")
+# ImageSize and MemoryUsage are what the submit default of RequestMemory refers to: a
+# projection without them leaves that expression undefined.
 JOB_ATTRS = ("ClusterId", "ProcId", "Owner", "JobStatus", "JobBatchName", "RequestCpus",
              "RequestMemory", "RequestGpus", "RequestDisk", "QDate", "EnteredCurrentStatus",
-             "RemoteHost", "HoldReason")
-# What the autoscaler reads of each job, every pass: no more, since with 10,000 jobs the
-# projection is most of the cost of the query and of reading its answer.
-AUTOSCALER_JOB_ATTRS = ("ClusterId", "ProcId", "JobStatus", "RequestCpus", "RequestMemory",
+             "RemoteHost", "HoldReason", "ImageSize", "MemoryUsage")
+# What the autoscaler reads of the queue, every pass, in a grouped query (`condor_q
+# -group-by`, QueryOpt.GroupBy): one ad per distinct value of these, with its JobCount, so
+# the idle jobs of one cluster and request are one ad and each running job one (RemoteHost).
+# No ProcId: it would make every group one job. The schedd adds the attributes an
+# expression among them refers to (ImageSize for the default RequestMemory), and applies a
+# constraint to the groups, so one may name only these.
+AUTOSCALER_JOB_ATTRS = ("ClusterId", "JobStatus", "RequestCpus", "RequestMemory",
                         "RequestGpus", "QDate", "RemoteHost")
 
 
@@ -121,6 +127,8 @@ class Job:
     qdate: int | None
     remote_host: str | None
     hold_reason: str | None
+    # The jobs this record stands for: 1, or a group's JobCount from a grouped query.
+    count: int = 1
 
     @property
     def id(self) -> str:
@@ -144,7 +152,7 @@ class Job:
                    request_gpus=_int(get("RequestGpus")),
                    qdate=int(qdate) if isinstance(qdate, (int, float)) else None,
                    remote_host=get("RemoteHost") or None,
-                   hold_reason=get("HoldReason") or None)
+                   hold_reason=get("HoldReason") or None, count=_int(get("JobCount"), 1))
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -265,22 +273,38 @@ def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
             for n, values in enumerate(parsed)]
 
 
+def read_attrs(attrs: Sequence[str], grouped: bool) -> list[str]:
+    """The attributes to read back from a job query's ads (a group's JobCount too)."""
+    return [*attrs, "JobCount"] if grouped else list(attrs)
+
+
 def condor_status_argv(constraint: str | None = None) -> list[str]:
     argv = ["condor_status", "-json", "-attributes", ",".join(SLOT_ATTRS)]
     return [*argv, "-constraint", constraint] if constraint else argv
 
 
-def condor_q_argv(constraint: str | None = None,
-                  attrs: Sequence[str] = JOB_ATTRS) -> list[str]:
-    argv = ["condor_q", "-allusers", "-json", "-attributes", ",".join(attrs)]
+def group_projection(attrs: Sequence[str]) -> list[str]:
+    """The projection of a grouped job query: the schedd applies the constraint to the
+    groups, which carry only projected attributes, so JobStatus is always one of them."""
+    return [*attrs, "JobStatus"] if "JobStatus" not in attrs else list(attrs)
+
+
+def condor_q_argv(constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+                  grouped: bool = False) -> list[str]:
+    argv = ["condor_q", "-allusers", "-json"]
+    if grouped:
+        argv += ["-group-by", "-attributes", ",".join(group_projection(attrs))]
+    else:
+        argv += ["-attributes", ",".join(attrs)]
     return [*argv, "-constraint", constraint] if constraint else argv
 
 
-def all_schedds_argv(constraint: str | None, attrs: Sequence[str]) -> list[str]:
+def all_schedds_argv(constraint: str | None, attrs: Sequence[str],
+                     grouped: bool = False) -> list[str]:
     """Every schedd the collector lists, each once; the local one alone while a restarted
     collector has heard from none yet. Any schedd that does not answer fails the command,
     as a pass that cannot read the whole queue acts on nothing."""
-    tool, *args = condor_q_argv(constraint, attrs)
+    tool, *args = condor_q_argv(constraint, attrs, grouped)
     query = shlex.join(args)
     script = ('names=$(condor_status -schedd -af Name) || exit $?; '
               f'if [ -z "$names" ]; then exec {tool} {query}; fi; '
@@ -299,9 +323,11 @@ class PoolSource(ABC):
 
     @abstractmethod
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
-                all_schedds: bool = False) -> list[dict[str, Any]]:
+                all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
         """Evaluated job ads of all owners (projection `attrs`), of the central manager's
-        schedd, or of every schedd of the pool."""
+        schedd, or of every schedd of the pool. `grouped`: one ad per distinct value of
+        the projection, with JobCount, as the schedd aggregates them (10,000 idle jobs of a
+        few kinds are a few ads to send and read)."""
 
     @property
     @abstractmethod
@@ -312,8 +338,8 @@ class PoolSource(ABC):
         return [Slot.from_ad(ad) for ad in self.startd_ads(constraint)]
 
     def jobs(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
-             all_schedds: bool = False) -> list[Job]:
-        return [Job.from_ad(ad) for ad in self.job_ads(constraint, attrs, all_schedds)]
+             all_schedds: bool = False, grouped: bool = False) -> list[Job]:
+        return [Job.from_ad(ad) for ad in self.job_ads(constraint, attrs, all_schedds, grouped)]
 
     def idle_jobs(self) -> list[Job]:
         return self.jobs(f"JobStatus == {int(JobStatus.IDLE)}")
@@ -373,8 +399,10 @@ class LocalSource(PoolSource):
         return [_plain(ad, SLOT_ATTRS) for ad in ads]
 
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
-                all_schedds: bool = False) -> list[dict[str, Any]]:
+                all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
         htcondor2 = _bindings()
+        projection = group_projection(attrs) if grouped else list(attrs)
+        opts = htcondor2.QueryOpt.GroupBy if grouped else htcondor2.QueryOpt.Default
 
         try:
             coll = htcondor2.Collector(self.collector_host) if self.collector_host \
@@ -393,12 +421,12 @@ class LocalSource(PoolSource):
             else:
                 schedds = [htcondor2.Schedd()]
             ads = [ad for schedd in schedds
-                   for ad in schedd.query(constraint or "true", list(attrs))]
+                   for ad in schedd.query(constraint or "true", projection, opts=opts)]
         except CondorError:
             raise
         except Exception as err:
             raise CondorError(f"cannot query the schedd: {err}") from err
-        return [_plain(ad, attrs) for ad in ads]
+        return [_plain(ad, read_attrs(projection, grouped)) for ad in ads]
 
 
 def local_condor_config() -> Path | None:

@@ -20,6 +20,8 @@ from orchestrator.condor import (
     all_schedds_argv,
     condor_q_argv,
     condor_status_argv,
+    group_projection,
+    read_attrs,
 )
 from orchestrator.ssm import run_command
 
@@ -39,10 +41,11 @@ def _remote_script(argv: list[str]) -> str:
 
 
 def query_jobs(run: Callable[[list[str]], str], constraint: str | None,
-               attrs: Sequence[str], all_schedds: bool) -> list[dict[str, Any]]:
-    argv = all_schedds_argv(constraint, attrs) if all_schedds else condor_q_argv(constraint,
-                                                                                  attrs)
-    return ads_from_json(run(argv), attrs)
+               attrs: Sequence[str], all_schedds: bool, grouped: bool) -> list[dict[str, Any]]:
+    argv = (all_schedds_argv(constraint, attrs, grouped) if all_schedds
+            else condor_q_argv(constraint, attrs, grouped))
+    projection = group_projection(attrs) if grouped else attrs
+    return ads_from_json(run(argv), read_attrs(projection, grouped))
 
 
 def decode_remote_output(text: str, where: str) -> str:
@@ -91,8 +94,8 @@ class SsmSource(PoolSource):
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
 
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
-                all_schedds: bool = False) -> list[dict[str, Any]]:
-        return query_jobs(self._run, constraint, attrs, all_schedds)
+                all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
+        return query_jobs(self._run, constraint, attrs, all_schedds, grouped)
 
 
 class SshSource(PoolSource):
@@ -144,5 +147,5 @@ class SshSource(PoolSource):
         return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
 
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
-                all_schedds: bool = False) -> list[dict[str, Any]]:
-        return query_jobs(self._run, constraint, attrs, all_schedds)
+                all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
+        return query_jobs(self._run, constraint, attrs, all_schedds, grouped)

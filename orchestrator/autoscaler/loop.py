@@ -98,7 +98,7 @@ class Autoscaler:
         slots = self.source.slots()
         jobs = self.source.jobs(f"JobStatus == {int(JobStatus.IDLE)} || "
                                 f"JobStatus == {int(JobStatus.RUNNING)}", AUTOSCALER_JOB_ATTRS,
-                                all_schedds=True)
+                                all_schedds=True, grouped=True)
         return observing.build(self.pool, instances, slots, jobs, now,
                                self.config.arrival_window_s)
 

@@ -141,7 +141,7 @@ def idle_groups(jobs: Iterable[Job]) -> list[IdleJobs]:
     for (cpus, mem, gpus, cluster), members in sorted(groups.items()):
         qdates = [j.qdate for j in members if j.qdate is not None]
         out.append(IdleJobs(request_cpus=cpus, request_memory_mb=mem, request_gpus=gpus,
-                            count=len(members), cluster=cluster,
+                            count=sum(j.count for j in members), cluster=cluster,
                             qdate=float(min(qdates)) if qdates else None))
     return out
 
@@ -155,7 +155,7 @@ def recent_submits(jobs: Iterable[Job], now: float, window_s: float) -> list[Sub
     for job in jobs:
         if (job.status in (JobStatus.IDLE, JobStatus.RUNNING) and job.qdate is not None
                 and now - window_s <= job.qdate <= now):
-            counts[(float(job.qdate), max(job.request_cpus, 1))] += 1
+            counts[(float(job.qdate), max(job.request_cpus, 1))] += job.count
     return [Submitted(q, c, n) for (q, c), n in sorted(counts.items())]
 
 
@@ -164,7 +164,7 @@ def running_requests(jobs: Iterable[Job]) -> list[tuple[int, int]]:
     counts: dict[int, int] = defaultdict(int)
     for job in jobs:
         if job.status == JobStatus.RUNNING:
-            counts[max(job.request_cpus, 1)] += 1
+            counts[max(job.request_cpus, 1)] += job.count
     return sorted(counts.items())
 
 
@@ -195,9 +195,11 @@ def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
     policy_instances = [p for i in instances if (p := to_policy_instance(i, now)) is not None]
     tags = {i.instance_id: dict(i.tags) for i in policy_instances}
     known = set(tags)
-    job_list = list(jobs)
-    running_on = [j.remote_host.rpartition("@")[2] for j in job_list
-                  if j.status == JobStatus.RUNNING and j.remote_host]
+    job_list = list(jobs)  # one record per job, or per group of a grouped query (count)
+    running_on: dict[str, int] = defaultdict(int)  # machine: jobs running on it
+    for j in job_list:
+        if j.status == JobStatus.RUNNING and j.remote_host:
+            running_on[j.remote_host.rpartition("@")[2]] += j.count
     busy = frozenset(running_on)
     slot_list = list(slots)
     # Every startd ad names its machine, ours or not, so a running job maps to an instance
@@ -205,7 +207,7 @@ def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
     machine_instance = {s.machine: s.ec2_instance_id for s in slot_list if s.ec2_instance_id}
     busy_instances = frozenset(machine_instance[m] for m in running_on
                                if m in machine_instance)
-    unmapped = sum(1 for m in running_on if m not in machine_instance)
+    unmapped = sum(n for m, n in running_on.items() if m not in machine_instance)
     # Startds of instances we cannot see (another pool, already terminated) are left out.
     startds, machines, changes = startds_from_slots(
         [s for s in slot_list if s.ec2_instance_id in known], tags, now, busy)
@@ -217,7 +219,7 @@ def build(pool: str, instances: Iterable[CloudInstance], slots: Iterable[Slot],
              if s.ec2_instance_id and s.ec2_instance_id not in live
              and (s.ec2_instance_id in known or s.pool == pool)}
     idle = idle_groups(job_list)
-    running = sum(1 for j in job_list if j.status == JobStatus.RUNNING)
+    running = sum(j.count for j in job_list if j.status == JobStatus.RUNNING)
     obs = Observation(pool=pool, instances=tuple(policy_instances), startds=tuple(startds),
                       idle_jobs=tuple(idle), running_jobs=running,
                       submitted=tuple(recent_submits(job_list, now, arrival_window_s)),

@@ -170,3 +170,70 @@ def test_condor_failure_is_one_line(pool: Pool) -> None:
     assert done.returncode != 0
     lines = [ln for ln in done.stderr.splitlines() if ln.startswith("htcpool: error:")]
     assert len(lines) == 1 and "Traceback" not in done.stderr
+
+
+GROUPS_OWNER = "e2egroups"
+# Each transport's queue read per job and grouped (as the autoscaler reads it), as
+# {"per_job": [[key, jobs]...], "grouped": [...], "ads": grouped ads}; argv[1]: transport.
+GROUPED_SCRIPT = """
+import json, sys
+from collections import Counter
+from orchestrator.condor import AUTOSCALER_JOB_ATTRS, LocalSource, open_source
+from orchestrator.config import load_config
+
+if sys.argv[1] == "local":
+    source = LocalSource()
+else:
+    from orchestrator.cloud import Cloud
+    config = load_config()
+    source = open_source(config, lambda: Cloud(config), sys.argv[1])
+wanted = "JobStatus == 1 || JobStatus == 2"
+def tally(jobs):
+    out = Counter()
+    for j in jobs:
+        out[json.dumps([j.status.name, j.cluster, j.request_cpus, j.request_memory_mb,
+                        j.request_gpus, j.qdate, j.remote_host])] += j.count
+    return sorted(out.items())
+grouped = source.jobs(wanted, AUTOSCALER_JOB_ATTRS, all_schedds=True, grouped=True)
+per_job = source.jobs(wanted, (*AUTOSCALER_JOB_ATTRS, "ImageSize", "MemoryUsage"))
+print(json.dumps({"per_job": tally(per_job), "grouped": tally(grouped), "ads": len(grouped)}))
+"""
+
+
+def test_grouped_queue_counts_the_same_jobs(pool: Pool, jobs: dict[str, int],
+                                            manager_htcpool: Any) -> None:
+    """The autoscaler reads the queue grouped by the schedd (`condor_q -group-by`,
+    QueryOpt.GroupBy). Through every transport the groups must add up to the jobs read one
+    by one: idle jobs of one cluster in one ad, a running one with its host, and the submit
+    default of RequestMemory (an expression of ImageSize) evaluated to the same number."""
+    cm = pool.cm["InstanceId"]
+    sub = ("executable = /bin/sleep\\narguments = 900\\nbatch_name = e2e-groups\\n"
+           "request_cpus = 1\\n")
+    pool.sandbox.exec(cm, (
+        f"id -u {GROUPS_OWNER} >/dev/null 2>&1 || useradd -m {GROUPS_OWNER}; "
+        f"cd /home/{GROUPS_OWNER}; printf '{sub}requirements = false\\nqueue 4\\n' > idle.sub; "
+        f"printf '{sub}request_memory = 300\\nqueue 1\\n' > run.sub; "
+        f"chown {GROUPS_OWNER} idle.sub run.sub; "
+        f"su {GROUPS_OWNER} -c 'condor_submit idle.sub && condor_submit run.sub'"))
+    try:
+        poll("the job to run", lambda: pool.sandbox.exec(
+            cm, f"condor_q -allusers -constraint 'Owner == \"{GROUPS_OWNER}\" && JobStatus == 2'"
+                " -af ClusterId").stdout.strip(), timeout=180)
+        env = pool.env()
+        results = {"local": json.loads(pool.sandbox.exec(
+            cm, f"/opt/htcpool/bin/python -c '{GROUPED_SCRIPT}' local").stdout)}
+        for transport in ("ssh", "ssm"):
+            done = subprocess.run([sys.executable, "-c", GROUPED_SCRIPT, transport], env=env,
+                                  capture_output=True, text=True, timeout=300, check=True)
+            results[transport] = json.loads(done.stdout)
+        for transport, got in results.items():
+            assert got["grouped"] == got["per_job"], transport
+            mine = [(json.loads(k), n) for k, n in got["grouped"]]
+            assert sum(n for k, n in mine if k[0] == "IDLE") >= 4 + jobs["idle"], transport
+            # The four idle jobs of one cluster and request are one group
+            assert any(n == 4 and k[0] == "IDLE" and k[3] >= 1 for k, n in mine), transport
+            assert any(k[0] == "RUNNING" and k[3] == 300 and k[6] for k, n in mine), transport
+            assert got["ads"] < sum(n for _k, n in mine), transport
+        assert results["local"] == results["ssh"] == results["ssm"]
+    finally:
+        pool.sandbox.exec(cm, f"condor_rm {GROUPS_OWNER}", check=False)

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
 from orchestrator.autoscaler.executor import Executor, LaunchSpec, fallback_types
 from orchestrator.autoscaler.model import (
@@ -346,3 +349,34 @@ def test_spot_is_asked_for_when_configured_and_excludes_a_warm_pool() -> None:
     assert req.spot and req.count == 2
     with pytest.raises(ValidationError, match="spot and warm_pool"):
         AutoscalerConfig(spot=True, warm_pool=True)
+
+
+def _schedd_groups(jobs: list[Job]) -> list[Job]:
+    """What a grouped query returns: one record per distinct projection, with the count."""
+    from collections import Counter
+    from dataclasses import replace
+
+    counts = Counter(replace(j, proc=0, owner="", count=1) for j in jobs)
+    return [replace(j, count=n) for j, n in counts.items()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([JobStatus.IDLE,
+                                                               JobStatus.RUNNING]),
+                          st.integers(1, 3), st.sampled_from([512, 1024]),
+                          st.integers(-300, 0), st.sampled_from([None, "a", "b", "gone"])),
+                max_size=40))
+def test_a_grouped_queue_gives_the_observation_of_the_jobs_one_by_one(
+        rows: list[tuple[int, JobStatus, int, int, int, str | None]]) -> None:
+    jobs = [Job(cluster=c, proc=n, owner="alice", status=status, batch_name="",
+                request_cpus=cpus, request_memory_mb=mem, request_gpus=0,
+                qdate=int(NOW) + age,
+                remote_host=f"slot1_{n}@host-i-{host}" if host and status is JobStatus.RUNNING
+                else None, hold_reason=None)
+            for n, (c, status, cpus, mem, age, host) in enumerate(rows)]
+    instances, slots = [inst("i-a"), inst("i-b")], [slot("i-a"), slot("i-b")]
+    one_by_one = build("p", instances, slots, jobs, NOW, arrival_window_s=120)
+    grouped = build("p", instances, slots, _schedd_groups(jobs), NOW, arrival_window_s=120)
+    assert grouped.observation == one_by_one.observation
+    assert (grouped.jobs_idle, grouped.jobs_running) == (one_by_one.jobs_idle,
+                                                         one_by_one.jobs_running)

@@ -10,7 +10,14 @@ from typing import Any
 import classad2
 import pytest
 
-from orchestrator.condor import JOB_ATTRS, Job, ads_from_json
+from orchestrator.condor import (
+    AUTOSCALER_JOB_ATTRS,
+    JOB_ATTRS,
+    Job,
+    ads_from_json,
+    group_projection,
+    read_attrs,
+)
 
 ADS = [
     '[ClusterId = 7; ProcId = 0; Owner = "ann"; JobStatus = 1; RequestCpus = 2; '
@@ -83,3 +90,19 @@ def test_queues_of_several_schedds_are_read_one_after_another() -> None:
     assert [a["JobStatus"] for a in ads] == [1, 2]
     with pytest.raises(Exception, match="cannot parse"):
         ads_from_json(_json([cm]) + "-- Failed to fetch ads", JOB_ATTRS)
+
+
+def test_groups_of_a_grouped_query_carry_their_job_count() -> None:
+    """What `condor_q -group-by -json` prints: one ad per distinct projection with JobCount,
+    and the attributes an expression among them refers to (ImageSize here)."""
+    groups = ['[ClusterId = 3; Id = 1; JobCount = 4; JobIds = "3.0 ... 3.3"; JobStatus = 1; '
+              'RequestCpus = 1; ImageSize = 45; RequestMemory = ifthenelse(MemoryUsage isnt '
+              'undefined, MemoryUsage, (ImageSize + 1023) / 1024)]',
+              '[ClusterId = 2; Id = 2; JobCount = 1; JobIds = "2.0"; JobStatus = 2; '
+              'RequestCpus = 2; RequestMemory = 1024; RemoteHost = "slot1_1@w1"]']
+    attrs = read_attrs(group_projection(AUTOSCALER_JOB_ATTRS), grouped=True)
+    jobs = [Job.from_ad(ad) for ad in ads_from_json(_json(groups), attrs)]
+    assert [(j.cluster, j.count, j.request_memory_mb, j.remote_host) for j in jobs] == [
+        (3, 4, 1, None), (2, 1, 1024, "slot1_1@w1")]
+    per_job = [Job.from_ad(ad) for ad in ads_from_json(_json(ADS), JOB_ATTRS)]
+    assert {j.count for j in per_job} == {1}

@@ -16,6 +16,7 @@ from orchestrator.condor import (
     LocalSource,
     Transport,
     ads_from_json,
+    all_schedds_argv,
     choose_transport,
     condor_q_argv,
     condor_status_argv,
@@ -69,6 +70,14 @@ def test_command_lines_ask_for_json_and_a_projection() -> None:
     q = condor_q_argv('Owner == "alice"')
     assert q[:3] == ["condor_q", "-allusers", "-json"]
     assert q[-2:] == ["-constraint", 'Owner == "alice"'] and "RequestMemory" in q[4]
+
+
+def test_a_grouped_query_projects_job_status_for_its_constraint() -> None:
+    q = condor_q_argv("JobStatus == 1", ("RequestCpus",), grouped=True)
+    assert q == ["condor_q", "-allusers", "-json", "-group-by", "-attributes",
+                 "RequestCpus,JobStatus", "-constraint", "JobStatus == 1"]
+    script = all_schedds_argv("JobStatus == 1", ("RequestCpus",), grouped=True)[2]
+    assert script.count("-group-by") == 2  # the local schedd, and each one listed
 
 
 def test_remote_script_round_trips_through_a_real_shell() -> None:
