@@ -5,6 +5,7 @@ These run before any test that uses the session sandbox (see tests/conftest.py o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,25 +70,40 @@ def test_up_twice_status_and_down_leave_nothing() -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def _signal_pending(pid: int, sig: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("ShdPnd:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
 def test_ctrl_c_during_up_leaves_nothing() -> None:
-    # With a warm image cache `up` can finish before the signal lands; then it is taken
-    # down and tried again. An `up` that ignored Ctrl-C and reported success every time
-    # would fail below.
-    for _attempt in range(5):
-        proc = subprocess.Popen([HTCPOOL, "sandbox", "up"], env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Interrupt once the daemon exists (the middle of `up`).
-        wait_for(lambda p=proc: bool(_leftovers()["processes"]) or p.poll() is not None,
-                 timeout=60, interval=0.02, what="the sandbox server to start")
-        proc.send_signal(signal.SIGINT)
+    """Ctrl-C while `up` waits for its server. The server is held (SIGSTOP) as soon as `up`
+    records it, so `up` cannot finish first however warm the image cache; it is let go once
+    `up`'s cleanup has asked it to stop (SIGTERM pending)."""
+    pid_file = sandbox_settings().pid_file
+    proc = subprocess.Popen([HTCPOOL, "sandbox", "up"], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        text = wait_for(lambda: (pid_file.exists() and pid_file.read_text().strip())
+                        or proc.poll() is not None, timeout=120, interval=0.01,
+                        what="`up` to start its server")
+        assert proc.poll() is None, f"`up` ended before starting its server: {text}"
+        server = int(text)
+        os.kill(server, signal.SIGSTOP)
+        try:
+            proc.send_signal(signal.SIGINT)
+            wait_for(lambda: proc.poll() is not None or _signal_pending(server, signal.SIGTERM),
+                     timeout=60, interval=0.05, what="`up` to stop its server")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server, signal.SIGCONT)
         _, err = proc.communicate(timeout=120)
-        assert "Traceback" not in err
-        if proc.returncode == 0:  # finished before the signal: not an interrupted run
-            _cli("sandbox", "down")
-            continue
-        assert not any(_leftovers().values()), _leftovers()
-        return
-    pytest.fail("`up` reported success every time although it was interrupted")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert not any(_leftovers().values()), _leftovers()
 
 
 def test_down_cleans_up_after_a_crashed_server() -> None:
