@@ -84,6 +84,10 @@ class Cloud:
                 # 1,000-instance DescribeInstances with dateutil costs a third of a pass.
                 factory = self.session._session.get_component("response_parser_factory")
                 factory.set_parser_defaults(timestamp_parser=str)
+            if service == "ec2":
+                from orchestrator.ec2_model import use_narrowed_model
+
+                use_narrowed_model(self.session._session)
 
             if not self.session.region_name:
                 raise HtcpoolError("no AWS region set (use --region, HTCPOOL_REGION, "

@@ -167,3 +167,39 @@ def test_spot_falls_back_to_on_demand_with_its_own_client_tokens(aws: Any,
     with pytest.raises(HtcpoolError, match=r"launched 0 of 1 .*spot c5\.large in subnet-\S+: "
                        r"MaxSpotInstanceCountExceeded; c5\.large in subnet-\S+: Insufficient"):
         cloud.launch(LaunchRequest(**{**req.__dict__, "spot": True, "client_token": "t2"}))
+
+
+def test_instances_read_through_the_narrowed_model_equal_the_full_ones(aws: Any,
+                                                                        cloud: Cloud) -> None:
+    """A Cloud parses EC2 replies with a model whose Instance shape names only what
+    Instance.from_api reads; its records must equal those read with botocore's full model."""
+    import boto3
+
+    from orchestrator.cloud_records import Instance
+    from orchestrator.ec2_model import INSTANCE_MEMBERS
+
+    narrowed = cloud.pool_instances(all_pools=True)
+    assert set(cloud.ec2.meta.service_model.shape_for("Instance").members) == INSTANCE_MEMBERS
+    session = boto3.Session(region_name="us-east-1")
+    session._session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=str)  # as Cloud reads timestamps
+    full = session.client("ec2", endpoint_url=aws.endpoint)
+    assert set(full.meta.service_model.shape_for("Instance").members) > INSTANCE_MEMBERS
+    raw = [Instance.from_api(i) for r in full.describe_instances()["Reservations"]
+           for i in r["Instances"]]
+    assert len(narrowed) >= 3
+    assert sorted(narrowed, key=lambda i: i.id) == sorted(raw, key=lambda i: i.id)
+
+
+def test_the_full_model_is_used_when_the_narrowed_one_cannot_be_written(tmp_path: Any) -> None:
+    import boto3
+
+    from orchestrator.ec2_model import narrowed_data_path, use_narrowed_model
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    assert narrowed_data_path(blocker) is None
+    session = boto3.Session(region_name="us-east-1")
+    assert not use_narrowed_model(session._session, blocker)
+    assert len(session.client("ec2").meta.service_model.shape_for("Instance").members) > 12
+    assert narrowed_data_path(tmp_path / "cache") == narrowed_data_path(tmp_path / "cache")
