@@ -1,6 +1,6 @@
 """Cost of one reconcile pass at scale, and reaction to a burst (issue 5).
 
-    .venv/bin/python -m bench.reconcile_bench [--jobs 10000] [--instances 1000] [--passes 7]
+    .venv/bin/python -m bench.reconcile_bench [--jobs 10000] [--instances 1000] [--passes 15]
 
 1. Passes with N idle jobs and M worker instances: CPU seconds spent in this process
    (observe + plan; the AWS API emulator runs in a separate process) and the number of AWS
@@ -150,13 +150,15 @@ class _Meter:
     """CPU seconds per stage of a pass (wrapping the calls run_once makes) and in the
     garbage collector, whichever stage it interrupts."""
 
-    def __init__(self, autoscaler: Autoscaler) -> None:
+    def __init__(self, autoscalers: list[Autoscaler]) -> None:
         self.spent: defaultdict[str, float] = defaultdict(float)
         self._gc_start = 0.0
-        cloud, source = autoscaler.cloud, autoscaler.source
-        cloud.pool_instances = self._wrap("ec2", cloud.pool_instances)  # type: ignore[method-assign]
-        source.slots = self._wrap("ads", source.slots)  # type: ignore[method-assign]
-        source.jobs = self._wrap("ads", source.jobs)  # type: ignore[method-assign]
+        for autoscaler in autoscalers:
+            cloud, source = autoscaler.cloud, autoscaler.source
+            cloud.pool_instances = self._wrap(  # type: ignore[method-assign]
+                "ec2", cloud.pool_instances)
+            source.slots = self._wrap("ads", source.slots)  # type: ignore[method-assign]
+            source.jobs = self._wrap("ads", source.jobs)  # type: ignore[method-assign]
         self._build, self._plan = observing.build, getattr(loop, "make_plan")  # noqa: B009
         observing.build = self._wrap("observation", observing.build)
         setattr(loop, "make_plan", self._wrap("policy", self._plan))  # noqa: B010
@@ -223,51 +225,62 @@ def reconcile_cost(jobs: int, instances: int, passes: int,
             ids += [i["InstanceId"] for i in resp["Instances"]]
         spec = LaunchSpec(image_id=ami, subnets=[setup.ec2.describe_subnets()["Subnets"][0][
             "SubnetId"]], security_groups=[], instance_profile="bench")
-        return {form: _passes(Cloud(config), SyntheticSource(ids, jobs, form), config,
-                              spec, passes) for form in forms}
+        return _passes({form: (Cloud(config), SyntheticSource(ids, jobs, form))
+                        for form in forms}, config, spec, passes)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def _passes(cloud: Cloud, source: SyntheticSource, config: Config, spec: LaunchSpec,
-            passes: int) -> dict[str, Any]:
-    """As `htcpool autoscale`: a fresh Cloud, the autoscaler, settle(), then the passes."""
-    autoscaler = Autoscaler(cloud, source, config.autoscaler, lambda: spec,
-                            emit=lambda _r: None)
-    settle(autoscaler)
+def _passes(setups: dict[str, tuple[Cloud, SyntheticSource]], config: Config,
+            spec: LaunchSpec, passes: int) -> dict[str, dict[str, Any]]:
+    """As `htcpool autoscale`: a fresh Cloud, the autoscaler, settle(), then the passes.
+    The forms take turns pass by pass, so a change in this VM's CPU speed (it varies by up
+    to 1.9x) falls on both alike."""
+    autoscalers = {form: Autoscaler(cloud, source, config.autoscaler, lambda: spec,
+                                    emit=lambda _r: None)
+                   for form, (cloud, source) in setups.items()}
+    for autoscaler in autoscalers.values():
+        settle(autoscaler)
     calls: list[Counter[str]] = []
-    cloud.ec2.meta.events.register("before-call.ec2.*",
-                                   lambda model, **_: calls[-1].update([model.name]))
-    meter = _Meter(autoscaler)
-    runs: list[dict[str, Any]] = []
+    for autoscaler in autoscalers.values():
+        autoscaler.cloud.ec2.meta.events.register(
+            "before-call.ec2.*", lambda model, **_: calls[-1].update([model.name]))
+    meter = _Meter(list(autoscalers.values()))
+    runs: dict[str, list[dict[str, Any]]] = {form: [] for form in autoscalers}
+    profile = os.environ.get("BENCH_PROFILE")
     try:
         for n in range(passes):
-            calls.append(Counter())
-            meter.spent.clear()
-            profile = os.environ.get("BENCH_PROFILE")
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            if profile and n == passes - 1:
-                import cProfile
+            for form, autoscaler in autoscalers.items():
+                calls.append(Counter())
+                meter.spent.clear()
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                if profile and n == passes - 1:
+                    import cProfile
 
-                with cProfile.Profile() as prof:
+                    with cProfile.Profile() as prof:
+                        result = autoscaler.run_once(dry_run=True)
+                    prof.dump_stats(f"{profile}.{form}")
+                else:
                     result = autoscaler.run_once(dry_run=True)
-                prof.dump_stats(f"{profile}.{source.form}")
-            else:
-                result = autoscaler.run_once(dry_run=True)
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            assert result.plan is not None
-            runs.append({"cpu_s": cpu, "wall_s": wall, "stages": dict(meter.spent),
-                         "launch_planned": sum(x.count for x in result.plan.launches)})
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+                assert result.plan is not None
+                runs[form].append({"cpu_s": cpu, "wall_s": wall, "stages": dict(meter.spent),
+                                   "launch_planned": sum(x.count for x in result.plan.launches),
+                                   "calls": dict(calls[-1])})
     finally:
         meter.close()
+    return {form: _summary(form_runs) for form, form_runs in runs.items()}
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     steady = runs[1:] or runs
     return {"first": runs[0], "cpu_s": statistics.median(r["cpu_s"] for r in steady),
             "cpu_range": (min(r["cpu_s"] for r in steady), max(r["cpu_s"] for r in steady)),
             "wall_s": statistics.median(r["wall_s"] for r in steady),
             "stages": {k: statistics.median(r["stages"].get(k, 0.0) for r in steady)
                        for k in (*STAGES, "gc")},
-            "calls": [dict(c) for c in calls], "steady_passes": len(steady),
+            "calls": [r["calls"] for r in runs], "steady_passes": len(steady),
             "launch_planned": runs[-1]["launch_planned"]}
 
 
@@ -305,8 +318,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--instances", type=int, default=1_000)
-    parser.add_argument("--passes", type=int, default=7, help="passes per run, the first "
-                        "one reported apart (default 7)")
+    parser.add_argument("--passes", type=int, default=15, help="passes per form, the first "
+                        "one reported apart (default 15)")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     cost = reconcile_cost(args.jobs, args.instances, max(args.passes, 2))
@@ -318,8 +331,9 @@ def main() -> None:
              f"Revision: {git_revision()}, {time.strftime('%Y-%m-%d')}", "",
              f"CPU seconds in our process ({args.jobs} idle and {args.instances} running jobs, "
              f"{args.instances} instances, {2 * args.instances} slots; observe + plan, dry "
-             f"run), median of the {js['steady_passes']} passes after the first, set up as "
-             f"`htcpool autoscale` sets up its loop (load average {load:.1f} on "
+             f"run), median of the {js['steady_passes']} passes after the first (the two forms "
+             f"taking turns pass by pass), set up as `htcpool autoscale` sets up its loop (load "
+             f"average {load:.1f} on "
              f"{os.cpu_count()} cores when the run started):", "",
              "| measure | value | target |", "|---|---|---|",
              f"| CPU s per pass, ads read from `-json` output (ssh and SSM transports) | "
@@ -340,28 +354,31 @@ def main() -> None:
         lines.append(f"| {n} | {passes_to_full_request(n, 'binpack')} | "
                      f"{passes_to_full_request(n, 'naive')} |")
     lines += ["", f"Where the CPU goes (medians of the same passes, per stage): `-json` run: "
-              f"{_stages(js)}; ClassAd run: {_stages(ca)}. The EC2 read is one paginated, "
-              "tag-filtered DescribeInstances, the only EC2 read per pass, and nearly all of "
-              f"it is botocore turning the XML of {args.instances:,} instances (about 3 KB each "
-              "from moto; "
-              "EC2 itself sends more fields) into dicts: EC2 has no field projection, the "
-              "instance-state filter "
-              "already drops terminated instances and every live one is needed, so it grows "
-              "with the pool, not with the queue. Ads: the autoscaler reads the queue grouped by "
-              "the schedd (`condor_q -group-by`, QueryOpt.GroupBy) on the 7 attributes it "
-              f"needs (AUTOSCALER_JOB_ATTRS): the {args.jobs:,} idle jobs here (10 clusters, 2 "
-              "requests) are 20 ads, and each running job is one, as its RemoteHost differs; "
-              "an ad whose wanted attributes are all literals is read straight from json.loads, "
-              "one with an expression is parsed "
-              "and evaluated by classad2; a ClassAd's literals are read as items and only "
-              "expressions evaluated. `settle` moves the clients' service models (some "
-              "50,000 objects for EC2) out of the collector's generations (gc.freeze) before "
-              "the first pass, as `htcpool autoscale` does; without it the full collections "
-              "a pass triggers walk them again each time; and the cyclic collector is paused "
-              "during a pass (reference counting frees its short-lived objects). Earlier "
-              "versions of this section timed a single first pass with ads handed over "
-              "already evaluated (0.725 s at 42494ed), and read each job's ad (0.478 s "
-              "from `-json`, 0.525 s from ClassAds at 04f22f0: ads 0.09 and 0.14 s)."]
+              f"{_stages(js)}; ClassAd run: {_stages(ca)}. The "
+              "EC2 read is one paginated, tag-filtered DescribeInstances, the only EC2 read per "
+              "pass, and nearly all of it is botocore turning the XML of "
+              f"{args.instances:,} instances (about 3 KB "
+              "each from moto; EC2 itself sends more fields) into dicts. EC2 has no field "
+              "projection, the instance-state filter already drops terminated instances and every "
+              "live one is needed, so it grows with the pool, not with the queue; but the Cloud's "
+              "botocore session loads an EC2 model whose Instance shape names only the 12 members "
+              "htcpool reads (`orchestrator/ec2_model.py`), so botocore still parses the whole XML "
+              "but no longer walks some 60 members per instance (the EC2 read took 0.31-0.42 s "
+              "before, at 741b022). Ads: the autoscaler reads the queue grouped by the schedd "
+              "(`condor_q -group-by`, QueryOpt.GroupBy) on the 7 attributes it needs "
+              f"(AUTOSCALER_JOB_ATTRS): the {args.jobs:,} idle jobs here "
+              "(10 clusters, 2 requests) are 20 ads,"
+              " and each running job is one, as its RemoteHost differs; an ad whose wanted "
+              "attributes are all literals is read straight from json.loads, one with an expression"
+              " is parsed and evaluated by classad2; a ClassAd's literals are read as items and "
+              "only expressions evaluated. `settle` moves the clients' service models (some 50,000 "
+              "objects for EC2) out of the collector's generations (gc.freeze) before the first "
+              "pass, as `htcpool autoscale` does; without it the full collections a pass triggers "
+              "walk them again each time; and the cyclic collector is paused during a pass "
+              "(reference counting frees its short-lived objects). Earlier versions of this section"
+              " timed a single first pass with ads handed over already evaluated (0.725 s at "
+              "42494ed), and read each job's ad (0.478 s from `-json`, 0.525 s from ClassAds at "
+              "04f22f0: ads 0.09 and 0.14 s)."]
     if js["cpu_s"] >= 0.5:
         st = js["stages"]
         lines += ["", f"The target is not met in this run: the EC2 read alone takes "
