@@ -57,8 +57,10 @@ def demand_percentile(trace: Trace, q: float) -> float:
 # name -> (label, overrides of our defaults). Ours first; the rest are for comparison.
 OUR_SETTINGS: dict[str, tuple[str, dict[str, object]]] = {
     "ours": ("Ours (defaults)", {}),
-    "ours-cost": ("Ours, cost-leaning (idle_timeout_s 30, launch_delay_s 120)",
-                  {"idle_timeout_s": 30.0, "launch_delay_s": 120.0}),
+    # No forecast spare: cores kept free for arrivals are bought for wait, not for cost.
+    "ours-cost": ("Ours, cost-leaning (idle_timeout_s 30, launch_delay_s 120, no spare)",
+                  {"idle_timeout_s": 30.0, "launch_delay_s": 120.0, "arrival_window_s": 0.0,
+                   "spare_largest_jobs": 0}),
     "ours-wait": ("Ours, wait-leaning (spare_cores 16, idle_timeout_s 300)",
                   {"spare_cores": 16, "idle_timeout_s": 300.0}),
 }
