@@ -10,7 +10,8 @@ such as the default RequestMemory become numbers) and turned into typed records 
 `Job`). Summaries for the CLI live in `orchestrator.condor_views`.
 
 The autoscaler calls `source.slots()` (startd ads, with `ec2_instance_id`) and
-`source.idle_jobs()` (with request_cpus / request_memory_mb / request_gpus).
+`source.jobs(..., AUTOSCALER_JOB_ATTRS, all_schedds=True, grouped=True)` (idle and running
+jobs of every schedd, grouped by the schedd, each record with its `count`).
 """
 
 from __future__ import annotations
