@@ -134,7 +134,7 @@ class SyntheticSource(PoolSource):
                 all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
         """The pool's one schedd's queue, read as the transports read it."""
         answer = self._answers[(tuple(attrs), grouped)]
-        wanted = read_attrs(group_projection(attrs) if grouped else attrs, grouped)
+        wanted = read_attrs(attrs, grouped)
         if self.form == "classad":
             return [_plain(ad, wanted) for ad in answer]
         return ads_from_json(answer, wanted)

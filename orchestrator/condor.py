@@ -275,8 +275,9 @@ def ads_from_json(text: str, attrs: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def read_attrs(attrs: Sequence[str], grouped: bool) -> list[str]:
-    """The attributes to read back from a job query's ads (a group's JobCount too)."""
-    return [*attrs, "JobCount"] if grouped else list(attrs)
+    """The attributes to read back from a job query's ads: for a grouped query, its
+    projection and each group's JobCount."""
+    return [*group_projection(attrs), "JobCount"] if grouped else list(attrs)
 
 
 def condor_status_argv(constraint: str | None = None) -> list[str]:
@@ -427,7 +428,7 @@ class LocalSource(PoolSource):
             raise
         except Exception as err:
             raise CondorError(f"cannot query the schedd: {err}") from err
-        return [_plain(ad, read_attrs(projection, grouped)) for ad in ads]
+        return [_plain(ad, read_attrs(attrs, grouped)) for ad in ads]
 
 
 def local_condor_config() -> Path | None:

@@ -20,7 +20,6 @@ from orchestrator.condor import (
     all_schedds_argv,
     condor_q_argv,
     condor_status_argv,
-    group_projection,
     read_attrs,
 )
 from orchestrator.ssm import run_command
@@ -44,8 +43,7 @@ def query_jobs(run: Callable[[list[str]], str], constraint: str | None,
                attrs: Sequence[str], all_schedds: bool, grouped: bool) -> list[dict[str, Any]]:
     argv = (all_schedds_argv(constraint, attrs, grouped) if all_schedds
             else condor_q_argv(constraint, attrs, grouped))
-    projection = group_projection(attrs) if grouped else attrs
-    return ads_from_json(run(argv), read_attrs(projection, grouped))
+    return ads_from_json(run(argv), read_attrs(attrs, grouped))
 
 
 def decode_remote_output(text: str, where: str) -> str:

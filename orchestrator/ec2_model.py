@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.paths import user_cache_dir
+
 log = logging.getLogger(__name__)
 
 # What cloud_records.Instance.from_api reads; an integration test checks that records read
@@ -26,12 +28,6 @@ log = logging.getLogger(__name__)
 INSTANCE_MEMBERS = frozenset({
     "InstanceId", "ImageId", "InstanceType", "State", "Monitoring", "PrivateIpAddress",
     "PrivateDnsName", "PublicIpAddress", "Placement", "SubnetId", "LaunchTime", "Tags"})
-
-
-def user_cache_dir() -> Path:
-    """$XDG_CACHE_HOME/htcpool, else ~/.cache/htcpool."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "htcpool"
 
 
 def narrowed_data_path(cache_dir: Path | None = None) -> Path | None:

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.paths import user_cache_dir, xdg_dir
+
 NAME_PREFIX = "htcp"
 DEFAULT_PORT = 4580
 # Two sandboxes may run side by side (a developer's and the tests'): each has its own
@@ -20,18 +22,13 @@ REGION = "us-east-1"
 BASE_AMI_NAME = "debian-13-base"
 
 
-def _xdg(var: str, fallback: str) -> Path:
-    value = os.environ.get(var)
-    return Path(value) if value else Path.home() / fallback
-
-
 @dataclass(frozen=True)
 class SandboxSettings:
-    cache_dir: Path = field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "htcpool")
+    cache_dir: Path = field(default_factory=user_cache_dir)
     state_dir: Path = field(
         default_factory=lambda: Path(
             os.environ.get("HTCPOOL_SANDBOX_DIR")
-            or _xdg("XDG_STATE_HOME", ".local/state") / "htcpool" / "sandbox"
+            or xdg_dir("XDG_STATE_HOME", ".local/state") / "htcpool" / "sandbox"
         )
     )
     index: int = int(os.environ.get("HTCPOOL_SANDBOX_INDEX", "0"))

@@ -15,7 +15,6 @@ from orchestrator.condor import (
     JOB_ATTRS,
     Job,
     ads_from_json,
-    group_projection,
     read_attrs,
 )
 
@@ -100,7 +99,7 @@ def test_groups_of_a_grouped_query_carry_their_job_count() -> None:
               'undefined, MemoryUsage, (ImageSize + 1023) / 1024)]',
               '[ClusterId = 2; Id = 2; JobCount = 1; JobIds = "2.0"; JobStatus = 2; '
               'RequestCpus = 2; RequestMemory = 1024; RemoteHost = "slot1_1@w1"]']
-    attrs = read_attrs(group_projection(AUTOSCALER_JOB_ATTRS), grouped=True)
+    attrs = read_attrs(AUTOSCALER_JOB_ATTRS, grouped=True)
     jobs = [Job.from_ad(ad) for ad in ads_from_json(_json(groups), attrs)]
     assert [(j.cluster, j.count, j.request_memory_mb, j.remote_host) for j in jobs] == [
         (3, 4, 1, None), (2, 1, 1024, "slot1_1@w1")]
