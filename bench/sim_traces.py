@@ -106,6 +106,7 @@ def main() -> None:
         f"every {params.negotiation_s:.0f} s, per-second billing with a "
         f"{params.min_billing_s:.0f} s minimum, at most {params.max_workers} instances, "
         f"c6i/r6i on-demand prices. Ours (defaults): idle_timeout_s {cfg.idle_timeout_s:.0f}, "
+        f"surplus_idle_s {cfg.surplus_idle_s:.0f}, "
         f"interval_s {cfg.interval_s:.0f}, launch_delay_s {cfg.launch_delay_s:.0f}, "
         f"spare_cores {cfg.spare_cores}, forecast spare: arrival_window_s "
         f"{cfg.arrival_window_s:.0f}, arrival_lead_s {cfg.arrival_lead_s:.0f}, "

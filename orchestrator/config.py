@@ -41,6 +41,7 @@ File format (every key optional; unknown keys are errors that name the key):
     policy = "binpack"                # binpack | naive | parallelcluster
     interval_s = 20
     idle_timeout_s = 150
+    surplus_idle_s = 40               # idle workers beyond the queue's need and spare go sooner
     join_timeout_s = 600              # never joined by then: replaced
     lost_timeout_s = 1200             # joined once, gone from the collector this long: replaced
     min_workers = 0

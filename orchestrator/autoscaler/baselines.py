@@ -71,7 +71,8 @@ def _pc_config(cfg: AutoscalerConfig, shape: InstanceShape) -> AutoscalerConfig:
     return cfg.model_copy(update={
         "shapes": (shape,), "idle_timeout_s": PARALLELCLUSTER_IDLE_S,
         "max_launch_per_cycle": max(cfg.max_workers, 1), "min_workers": cfg.min_workers,
-        "arrival_window_s": 0.0, "spare_largest_jobs": 0,  # the queue's need only
+        # the queue's need only
+        "arrival_window_s": 0.0, "spare_largest_jobs": 0, "surplus_idle_s": 0.0,
     })
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from orchestrator.autoscaler.config import AutoscalerConfig
-from orchestrator.autoscaler.forecast import forecast_spare
+from orchestrator.autoscaler.forecast import forecast_spare, largest_request
 from orchestrator.autoscaler.model import (
     Drain,
     Instance,
@@ -118,7 +118,7 @@ def booting_shapes(pool: Pool, cfg: AutoscalerConfig, notes: list[str]) -> list[
 
 
 def new_need(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfig,
-             prefer_large: bool) -> tuple[list[Bin], list[JobGroup]]:
+             min_cpus: float = 0) -> tuple[list[Bin], list[JobGroup]]:
     """New machines for the jobs free capacity cannot take, net of booting ones.
 
     Booting machines are matched by type against the ideal packing of the queue, not
@@ -126,7 +126,7 @@ def new_need(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfi
     and launch again every cycle while they boot. Jobs of ideal machines without a booting
     match then go first-fit onto the unmatched booting ones; the rest is launched.
     """
-    ideal, unsched = pack_new(_copy(left), cfg.shapes, prefer_large)
+    ideal, unsched = pack_new(_copy(left), cfg.shapes, min_cpus)
     spare = Counter(i.instance_type for i in booting)
     unmatched: list[Bin] = []
     for b in ideal:
@@ -143,8 +143,27 @@ def new_need(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfi
         if shape is not None:
             bins += [Bin(t, shape.cpus, shape.memory_mb, shape.gpus) for _ in range(n)]
     fit_existing(rest, bins)
-    new_bins, _ = pack_new([g for g in rest if g.count > 0], cfg.shapes, prefer_large)
+    new_bins, _ = pack_new([g for g in rest if g.count > 0], cfg.shapes, min_cpus)
     return new_bins, unsched
+
+
+def _fewer_machines(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfig,
+                    slots: int) -> tuple[list[Bin], list[JobGroup]]:
+    """Running short of instance slots: the same need on fewer, larger machines, or a pool
+    of small ones full of long jobs would leave the queue stuck at the cap. The smallest
+    that keep the pool within `slots` more machines, as large as are as cheap per job if
+    none does: a large machine stays up for the longest of its many jobs."""
+    floors = sorted({s.cpus for s in cfg.shapes})[1:] if slots > 0 else []
+    found: tuple[list[Bin], list[JobGroup]] | None = None
+    lo, hi = 0, len(floors) - 1
+    while lo <= hi:  # fewer machines the higher the floor
+        mid = (lo + hi) // 2
+        packed = new_need(left, booting, cfg, floors[mid])
+        if len(packed[0]) <= slots:
+            found, hi = packed, mid - 1
+        else:
+            lo = mid + 1
+    return found or new_need(left, booting, cfg, math.inf)
 
 
 def _copy(groups: list[JobGroup]) -> list[JobGroup]:
@@ -190,11 +209,10 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     booting = booting_shapes(pool, cfg, notes)
 
     headroom = max(cfg.max_workers - pool.active, 0)
-    new_bins, unsched = new_need(left, booting, cfg, prefer_large=False)
-    if pool.active + len(new_bins) > cfg.max_workers // 2:
-        # Running short of instance slots: the same need on fewer, larger machines, or a
-        # pool of small ones full of long jobs would leave the queue stuck at the cap.
-        new_bins, unsched = new_need(left, booting, cfg, prefer_large=True)
+    new_bins, unsched = new_need(left, booting, cfg)
+    slots = cfg.max_workers // 2 - pool.active
+    if len(new_bins) > slots:
+        new_bins, unsched = _fewer_machines(left, booting, cfg, slots)
     need = len(new_bins)
     allowed = min(need, headroom, cfg.max_launch_per_cycle)
     if allowed < need:
@@ -209,8 +227,9 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
              + sum(g.cpus * g.count for g in unsched))
     target = spare_target(pool, cfg, forecast_spare(obs, cfg, now))
     if spare < target:
-        extra = _spare_shapes(target - spare, cfg,
-                              min(headroom, cfg.max_launch_per_cycle) - len(wanted))
+        room = min(headroom, cfg.max_launch_per_cycle) - len(wanted)
+        extra = _spare_shapes(target - spare, cfg, room, largest_request(obs, cfg),
+                              cfg.max_workers // 2 - pool.active - len(wanted))
         if extra:
             notes.append(f"{spare} spare cores < target {target}: +{', '.join(extra)}")
         wanted += extra
@@ -285,11 +304,21 @@ def _price(cfg: AutoscalerConfig, instance_type: str) -> float:
     return 0.0 if shape is None else shape.price_per_hour
 
 
-def _spare_shapes(gap: int, cfg: AutoscalerConfig, room: int) -> list[str]:
-    """Machines for `gap` spare cores: the cheapest one that has them all (one machine
-    takes the largest next job), the largest ones if none does."""
+def _spare_shapes(gap: int, cfg: AutoscalerConfig, room: int, unit: int = 0,
+                  slots: int = 0) -> list[str]:
+    """Machines for `gap` spare cores. Machines of the cheapest shape that takes one job
+    of `unit` cores (the largest expected) while that needs at most `slots` machines:
+    arrivals' jobs end at different times, and a small machine leaves when its own do,
+    where a large one stays up for the longest of them. Else the cheapest one that has
+    the whole gap, the largest ones if none does."""
     out: list[str] = []
     cpu_shapes = [s for s in cfg.shapes if s.gpus == 0] or list(cfg.shapes)
+    if 0 < unit < gap:
+        fits = [s for s in cpu_shapes if s.cpus >= unit]
+        if fits:
+            small = min(fits, key=lambda s: (s.price_per_hour / s.cpus, s.cpus))
+            # Short of instance slots (see _fewer_machines): as much spare as they allow.
+            return [small.name] * max(min(-(-gap // small.cpus), room, slots), 0)
     while gap > 0 and len(out) < room:
         fits = [s for s in cpu_shapes if s.cpus >= gap]
         shape = (min(fits, key=lambda s: (s.price_per_hour, s.cpus)) if fits
@@ -316,7 +345,8 @@ def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], lau
             notes.append(f"{inst.instance_id}: unclaimed since an unknown time; kept")
             continue
         idle_for = now - sd.unclaimed_since
-        if idle_for >= cfg.idle_timeout_s:
+        if idle_for >= cfg.idle_timeout_s or (spare is not None and cfg.surplus_idle_s
+                                              and idle_for >= cfg.surplus_idle_s):
             candidates.append((idle_for, inst, sd))
     candidates.sort(key=lambda c: (-c[0], c[1].instance_id))
     if len(candidates) > removable:
@@ -332,6 +362,8 @@ def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], lau
                 spare -= cpus
                 keep.append(c)
                 continue
+            if c[0] < cfg.idle_timeout_s:
+                continue  # not surplus: kept until idle_timeout_s
             # Needed as spare, but a smaller machine would do for much less: swap them.
             smaller = _spare_shapes(cpus - spare, cfg, 1)
             if smaller and _price(cfg, smaller[0]) < 0.6 * _price(cfg, c[1].instance_type):
@@ -345,7 +377,10 @@ def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], lau
     drains: list[Drain] = []
     removals: list[Removal] = []
     for idle_for, inst, sd in candidates:
-        why = f"unclaimed {idle_for:.0f}s >= idle_timeout_s {cfg.idle_timeout_s:.0f}"
+        why = (f"unclaimed {idle_for:.0f}s >= idle_timeout_s {cfg.idle_timeout_s:.0f}"
+               if idle_for >= cfg.idle_timeout_s else
+               f"unclaimed {idle_for:.0f}s >= surplus_idle_s {cfg.surplus_idle_s:.0f}, "
+               "beyond the queue's need and the spare")
         if not sd.draining:
             drains.append(Drain(inst.instance_id, why))
         removals.append(Removal(inst.instance_id, action, why))

@@ -47,6 +47,10 @@ class AutoscalerConfig(BaseModel):
     # Scale in a worker only after it has been wholly unclaimed this long. About two boot
     # times: shorter thrashes on bursty queues, longer pays for idle machines.
     idle_timeout_s: float = Field(default=150.0, ge=0)
+    # While the queue asks for spare cores, a worker unclaimed this long whose cores are
+    # beyond the queue's need and the spare is removed sooner: after a burst, every idle
+    # machine past the forecast waits out idle_timeout_s for nothing. 0 turns it off.
+    surplus_idle_s: float = Field(default=40.0, ge=0)
     # A running instance whose startd has not joined by then is replaced.
     join_timeout_s: float = Field(default=600.0, gt=0)
     # A worker that joined once and has been missing from the collector this long, with no

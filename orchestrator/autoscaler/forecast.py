@@ -42,9 +42,10 @@ def arrival_rate_spare(submitted: Iterable[Submitted], cfg: AutoscalerConfig, no
 def largest_request(obs: Observation, cfg: AutoscalerConfig) -> int:
     """Cores of the largest idle or running job (0 with an empty queue). Idle jobs no
     shape can run are left out: they are reported, not forecast."""
-    idle = [j.request_cpus for j in obs.idle_jobs if j.count > 0 and any(
-        s.cpus >= j.request_cpus and s.memory_mb >= j.request_memory_mb
-        and s.gpus >= j.request_gpus for s in cfg.shapes)]
+    requests = {(j.request_cpus, j.request_memory_mb, j.request_gpus)
+                for j in obs.idle_jobs if j.count > 0}  # few distinct ones among many jobs
+    idle = [c for c, m, g in requests if any(
+        s.cpus >= c and s.memory_mb >= m and s.gpus >= g for s in cfg.shapes)]
     running = [c for c, n in obs.running_requests if n > 0]
     return max((max(c, 1) for c in idle + running), default=0)
 

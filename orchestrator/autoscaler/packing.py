@@ -95,18 +95,19 @@ def fit_existing(groups: Sequence[JobGroup], bins: list[Bin]) -> set[str]:
     return {b.owner for b in bins if b.jobs > 0}
 
 
-def best_shape(g: JobGroup, shapes: Sequence[InstanceShape], prefer_large: bool = False
+def best_shape(g: JobGroup, shapes: Sequence[InstanceShape], min_cpus: float = 0
                ) -> tuple[InstanceShape, int] | None:
     """The shape with the lowest price per job actually placed (a 64-core machine is cheap
-    per core but not for two jobs). Ties go to the smaller (finer scale-in), or to the
-    larger when the pool is short of instance slots (`prefer_large`)."""
-    best: tuple[float, float, int, InstanceShape, int] | None = None
+    per core but not for two jobs). Ties go to the smallest of at least `min_cpus` cores
+    (finer scale-in; a pool short of instance slots asks for larger machines), else to
+    the largest."""
+    best: tuple[float, tuple[int, float], int, InstanceShape, int] | None = None
     for i, s in enumerate(shapes):
         k = how_many(s.cpus, s.memory_mb, s.gpus, g)
         if k <= 0:
             continue
         score = round(s.price_per_hour / min(k, g.count), 9)
-        size = -s.price_per_hour if prefer_large else s.price_per_hour
+        size = (0, s.price_per_hour) if s.cpus >= min_cpus else (1, -s.price_per_hour)
         cand = (score, size, i, s, k)
         if best is None or cand[:3] < best[:3]:
             best = cand
@@ -114,7 +115,7 @@ def best_shape(g: JobGroup, shapes: Sequence[InstanceShape], prefer_large: bool 
 
 
 def pack_new(groups: Sequence[JobGroup], shapes: Sequence[InstanceShape],
-             prefer_large: bool = False) -> tuple[list[Bin], list[JobGroup]]:
+             min_cpus: float = 0) -> tuple[list[Bin], list[JobGroup]]:
     """Open new bins for what is left. Returns (new bins in opening order, groups no shape
     can run). Groups' counts are consumed."""
     opened: list[Bin] = []
@@ -126,7 +127,7 @@ def pack_new(groups: Sequence[JobGroup], shapes: Sequence[InstanceShape],
         if open_bins:
             _place(g, gi, open_bins)
         while g.count > 0:
-            choice = best_shape(g, shapes, prefer_large)
+            choice = best_shape(g, shapes, min_cpus)
             if choice is None:
                 unschedulable.append(JobGroup(g.cpus, g.memory_mb, g.gpus, g.count,
                                               list(g.clusters)))

@@ -62,6 +62,7 @@ class Simulation:
         self.pool = SimPool(params, config)
         self.idle_timeout = (PARALLELCLUSTER_IDLE_S if config.policy == "parallelcluster"
                              else config.idle_timeout_s)
+        self.surplus_idle = config.surplus_idle_s if config.policy == "binpack" else 0.0
         span = float(trace.submit[-1]) if len(trace) else 0.0
         self.sample_step = max(span / max(samples, 1), 1.0)
         # Set to a list to record every (observation, now, plan) (the contract tests do).
@@ -77,6 +78,13 @@ class Simulation:
         if self.record is not None:
             self.record.append((obs, now, plan))
         return plan
+
+    def _push_timers(self, timers: list[tuple[float, int, float]], w: int, now: float
+                     ) -> None:
+        """Wake the policy when worker w, unclaimed from now, reaches a timeout."""
+        heapq.heappush(timers, (now + self.idle_timeout, w, now))
+        if 0 < self.surplus_idle < self.idle_timeout:
+            heapq.heappush(timers, (now + self.surplus_idle, w, now))
 
     def run(self) -> RunResult:
         tr, pool, p = self.trace, self.pool, self.p
@@ -190,12 +198,12 @@ class Simulation:
                 else:
                     running_by_cpus[cpus[j]] -= 1
                 if pool.release(w, cpus[j], mem[j], now):
-                    heapq.heappush(timers, (now + self.idle_timeout, w, now))
+                    self._push_timers(timers, w, now)
                 match_dirty = as_dirty = True
             while pool.boots and pool.boots[0][0] <= now:
                 _, w = heapq.heappop(pool.boots)
                 if pool.join(w, now):
-                    heapq.heappush(timers, (now + self.idle_timeout, w, now))
+                    self._push_timers(timers, w, now)
                     match_dirty = as_dirty = True
             t = now
             if now == t_neg:

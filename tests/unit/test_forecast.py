@@ -84,6 +84,39 @@ def test_idle_worker_kept_while_jobs_run_then_removed() -> None:
     assert [r.instance_id for r in plan(done, CFG, NOW).removals] == ["i-idle"]
 
 
+def test_surplus_idle_workers_go_before_the_idle_timeout() -> None:
+    busy = [worker("i-busy")] + [worker(f"i-{n}") for n in range(4)]
+    sds = [startd("i-busy", free_cpus=0, free_mem=0, claimed=True)]
+    running = [(1, 2)]  # the forecast keeps room for one more 1-core job
+
+    def removed(idle_for: float, queue: list[tuple[int, int]] = running) -> list[str]:
+        o = with_queue(obs(busy, sds + [startd(f"i-{n}", since=NOW - idle_for - n)
+                                        for n in range(4)], running=len(queue)),
+                       running=queue)
+        return sorted(r.instance_id for r in plan(o, CFG, NOW).removals)
+
+    # Past surplus_idle_s (40 s): all but one worker (the spare) go, longest idle first.
+    assert removed(45) == ["i-1", "i-2", "i-3"]
+    assert removed(30) == []  # not yet
+    # With an empty queue there is no forecast: only idle_timeout_s (150 s) applies.
+    assert removed(45, []) == []
+    assert removed(150, []) == ["i-0", "i-1", "i-2", "i-3"]
+    off = CFG.model_copy(update={"surplus_idle_s": 0.0})
+    o = with_queue(obs(busy, [*sds, startd("i-0", since=NOW - 45)], running=2),
+                   running=running)
+    assert not plan(o, off, NOW).removals
+
+
+def test_spare_for_small_jobs_is_small_machines() -> None:
+    # 120 one-core jobs in the last minute: 20 cores of spare. Ten 2-core machines, not one
+    # 32-core machine that would stay up for the longest job any arrival puts on it.
+    o = with_queue(obs(running=120), [Submitted(NOW - 60, 1, 120)], running=[(1, 120)])
+    assert launched(plan(o, CFG, NOW)) == {"c6i.large": 10}
+    # Short of instance slots (half of max_workers): as many as fit.
+    assert launched(plan(o, CFG.model_copy(update={"max_workers": 12}), NOW)) == {
+        "c6i.large": 6}
+
+
 def test_parallelcluster_ignores_the_forecast() -> None:
     o = with_queue(obs(idle=[jobs(1, cpus=8, mem=8192)]), [Submitted(NOW - 5, 8, 1)],
                    running=[(8, 3)])

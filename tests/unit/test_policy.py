@@ -65,6 +65,18 @@ def test_clamped_by_max_workers_and_cycle_cap() -> None:
     assert set(launched(p)) == {"c6i.32xlarge"}
 
 
+def test_short_of_instance_slots_the_smallest_machines_that_fit() -> None:
+    # 36 one-core jobs on 18 c6i.large would take more than half of max_workers 20: the
+    # smallest shape that keeps within it is the 4-core one, not a 32-core machine.
+    cfg = AutoscalerConfig(max_workers=20, **QUEUE_ONLY)
+    assert launched(plan(obs(idle=[jobs(36)]), cfg, now=0.0)) == {"c6i.xlarge": 9}
+    # Nothing keeps within it: as large as is as cheap per job (128 on one machine).
+    full = obs([worker(f"i-{n}") for n in range(10)],
+               [startd(f"i-{n}", free_cpus=0, claimed=True) for n in range(10)],
+               [jobs(130)], running=20)
+    assert launched(plan(full, cfg, now=0.0)) == {"c6i.32xlarge": 1, "c6i.large": 1}
+
+
 def test_unschedulable_reported_not_launched() -> None:
     p = plan(obs(idle=[jobs(3, cpus=500)]), CFG, now=0.0)
     assert not p.launches

@@ -66,6 +66,7 @@ configs = st.builds(
     AutoscalerConfig,
     policy=st.sampled_from(sorted(POLICIES)),
     idle_timeout_s=st.sampled_from([0.0, 60.0, 300.0]),
+    surplus_idle_s=st.sampled_from([0.0, 40.0]),
     min_workers=st.integers(0, 2),
     max_workers=st.integers(2, 30),
     max_launch_per_cycle=st.integers(1, 50),
