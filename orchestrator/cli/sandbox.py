@@ -31,8 +31,10 @@ def up(json_out: Annotated[bool, typer.Option("--json", help="Print status as JS
        ) -> None:
     """Build or reuse the base image, start the emulator and print how to use it."""
     from orchestrator.sandbox import control
+    from orchestrator.signals import raise_on_interrupt
 
     settings = _settings()
+    raise_on_interrupt()  # `up` removes what it started on Ctrl-C or SIGTERM
     control.up(settings, progress=_say)
     _print_status(control.status(settings), json_out)
 

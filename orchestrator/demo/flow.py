@@ -30,6 +30,7 @@ from orchestrator.demo.summary import Summary, decisions, summarise, text
 from orchestrator.errors import HtcpoolError, describe_exception
 from orchestrator.sandbox import control
 from orchestrator.sandbox.settings import SandboxSettings
+from orchestrator.signals import raise_on_interrupt
 
 SAMPLE_EVERY_S = 2.0
 DEFAULT_OUT = Path("artifacts/demo")
@@ -320,10 +321,6 @@ class Demo:
         self._log.close()
 
 
-def _interrupt(_sig: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
     if os.geteuid() != 0:
@@ -335,10 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(highlight=False, soft_wrap=True)
     errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
     settings = SandboxSettings()
-    # Ctrl-C and SIGTERM both tear down (even when started with SIGINT ignored, as a
-    # background job of a script is).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    raise_on_interrupt()  # Ctrl-C and SIGTERM both tear down
     demo = Demo(opts, settings, console)
     started = time.monotonic()
     try:

@@ -77,13 +77,20 @@ def _signal_pending(pid: int, sig: int) -> bool:
     return False
 
 
-def test_ctrl_c_during_up_leaves_nothing() -> None:
-    """Ctrl-C while `up` waits for its server. The server is held (SIGSTOP) as soon as `up`
-    records it, so `up` cannot finish first however warm the image cache; it is let go once
-    `up`'s cleanup has asked it to stop (SIGTERM pending)."""
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_during_up_leaves_nothing(sig: signal.Signals) -> None:
+    """Ctrl-C (or SIGTERM) while `up` waits for its server. The server is held (SIGSTOP) as
+    soon as `up` records it, so `up` cannot finish first however warm the image cache; it is
+    let go once `up`'s cleanup has asked it to stop (SIGTERM pending). `up` starts with
+    SIGINT ignored, as a background job of a script does: Ctrl-C must still clean up."""
     pid_file = sandbox_settings().pid_file
     proc = subprocess.Popen([HTCPOOL, "sandbox", "up"], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_ignored)
     try:
         text = wait_for(lambda: (pid_file.exists() and pid_file.read_text().strip())
                         or proc.poll() is not None, timeout=120, interval=0.01,
@@ -92,7 +99,7 @@ def test_ctrl_c_during_up_leaves_nothing() -> None:
         server = int(text)
         os.kill(server, signal.SIGSTOP)
         try:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             wait_for(lambda: proc.poll() is not None or _signal_pending(server, signal.SIGTERM),
                      timeout=60, interval=0.05, what="`up` to stop its server")
         finally:
