@@ -229,7 +229,7 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     if spare < target:
         room = min(headroom, cfg.max_launch_per_cycle) - len(wanted)
         extra = _spare_shapes(target - spare, cfg, room, largest_request(obs, cfg),
-                              cfg.max_workers // 2 - pool.active - len(wanted))
+                              slots - len(wanted))
         if extra:
             notes.append(f"{spare} spare cores < target {target}: +{', '.join(extra)}")
         wanted += extra
