@@ -277,6 +277,47 @@ def test_warm_pool_stops_idle_workers_and_starts_them_before_launching(
         pool.sandbox.terminate([w["InstanceId"] for w in pool.workers()])
 
 
+def test_jobs_that_arrive_while_an_idle_worker_drains_take_it_back(
+        clean_pool: PoolHandle, tmp_path: Path) -> None:
+    """Scale-in drains an idle worker in one pass and removes it in a later one, once the
+    collector shows the drain. A job submitted in between cancels the drain: it runs on
+    that worker and nothing is launched for it."""
+    pool = clean_pool
+    # A longer pass interval than the sandbox's 5 s leaves time to submit between the
+    # drain and the removal.
+    env = _config_with(pool, tmp_path, interval_s=15.0)
+    log = tmp_path / "autoscale.log"
+    proc = start_autoscaler(pool, log, env=env)
+    try:
+        first = submit(pool, 1, seconds=5)
+        wait_for(lambda: len(history(pool, first)) == 1, timeout=600, interval=3,
+                 what="the first job to complete")
+        (worker,) = [w["InstanceId"] for w in pool.workers(states=("running",))]
+
+        def idle_tagged() -> bool:
+            (w,) = [w for w in pool.workers() if w["InstanceId"] == worker]
+            return "htcpool:idle-since" in {t["Key"] for t in w.get("Tags", [])}
+
+        wait_for(lambda: any(e["event"] == "drain" and e.get("instance") == worker
+                             for e in events(log)), timeout=300, interval=0.5,
+                 what="the idle worker to be drained")
+        assert idle_tagged()
+        again = time.time()
+        # Longer than a pass: one sees it claimed and clears the worker's idle-since tag.
+        second = submit(pool, 1, seconds=20)
+        wait_for(lambda: queue_states(pool, second) == [2] and not idle_tagged(), timeout=180,
+                 interval=1, what="the job to run and its worker's idle-since tag to go")
+        wait_for(lambda: len(history(pool, second)) == 1, timeout=600, interval=3,
+                 what="the second job to complete")
+        undrains = [e for e in events(log) if e["event"] == "undrain"]
+        assert [e["instance"] for e in undrains] == [worker], events(log)
+        assert not launched_since(pool, again), "the drained worker was taken back instead"
+    finally:
+        assert stop_autoscaler(proc) == 0
+        pool.sandbox.terminate([w["InstanceId"] for w in pool.workers()])
+    assert all(j["ExitCode"] == 0 for j in history(pool, first) + history(pool, second))
+
+
 def test_a_worker_that_never_joins_is_replaced(clean_pool: PoolHandle, tmp_path: Path) -> None:
     """A pool worker booted from an image without HTCondor never joins: after join_timeout_s
     the autoscaler terminates it and launches a working one for the waiting job."""
