@@ -23,9 +23,10 @@ from bench.results import git_revision, machine, update_section
 from bench.sim_traces import TRACES
 from orchestrator.autoscaler import AutoscalerConfig
 from orchestrator.autoscaler.baselines import _pc_config
-from orchestrator.autoscaler.model import IdleJobs, Observation, Plan, Submitted
+from orchestrator.autoscaler.model import IdleJobs, Plan, Submitted
 from orchestrator.sim.engine import Simulation
-from orchestrator.sim.pool import SimParams
+from orchestrator.sim.metrics import Bounds, bounds, measure
+from orchestrator.sim.pool import UP, SimParams
 from orchestrator.sim.scenarios import build_scenarios, fixed_shape_for, schedulable
 from orchestrator.sim.swf import Trace, read_swf
 
@@ -51,35 +52,31 @@ class Accounting(Simulation):
         plan = super().reconcile(now, idle, running, submitted, running_requests)
         if self._last is not None:
             self.split += (now - self._last[0]) * self._last[1]
-        self._last = (now, self._levels(self.pool.observe((), 0)))
+        self._last = (now, self._levels())
         return plan
 
-    def _levels(self, obs: Observation) -> npt.NDArray[np.float64]:
-        up = {s.instance_id: s for s in obs.startds}
-        level = np.zeros(4)
-        for inst in obs.instances:
-            shape = self.cfg.shape(inst.instance_type)
-            if shape is None or not inst.is_worker_of(obs.pool):
-                continue
-            sd = up.get(inst.instance_id)
-            if sd is None:
-                level[0] += shape.cpus
-            elif not sd.claimed:
-                level[1] += sd.total_cpus
+    def _levels(self) -> npt.NDArray[np.float64]:
+        pool, level = self.pool, np.zeros(4)
+        for w in pool.alive:  # booting or up
+            cpus = pool.shape[w].cpus
+            if pool.state[w] != UP:
+                level[0] += cpus
+            elif not pool.running[w]:
+                level[1] += cpus
             else:
-                level[2] += sd.free_cpus
-                level[3] += sd.total_cpus - sd.free_cpus
+                level[2] += pool.free_cpus[w]
+                level[3] += cpus - pool.free_cpus[w]
         return level
 
 
-def _run(args: tuple[Trace, str, AutoscalerConfig, bool]) -> tuple[str, dict[str, float]]:
-    trace, name, cfg, split = args
+Job = tuple[Trace, Bounds, str, AutoscalerConfig, bool]
+
+
+def _run(args: Job) -> tuple[str, dict[str, float]]:
+    trace, b, name, cfg, split = args
     sim = (Accounting if split else Simulation)(trace, cfg, SimParams())
-    r = sim.run()
-    wait = r.start - trace.submit
-    busy = float((trace.run * trace.cpus).sum())
-    out = {"cost": r.cost, "p95": float(np.nanpercentile(wait, 95)),
-           "util": busy / r.paid_core_s}
+    m = measure(name, name, trace, sim.run(), b, 0.0)
+    out = {"cost": m.cost, "p95": m.wait_p95_s, "util": m.utilization}
     if isinstance(sim, Accounting):
         out.update(zip(("booting", "idle", "fragmented", "busy"),
                        sim.split / sim.split.sum(), strict=True))
@@ -93,20 +90,21 @@ def main() -> None:
     args = ap.parse_args()
     params = SimParams()
     base = AutoscalerConfig().model_copy(update={"max_workers": params.max_workers})
-    jobs: list[tuple[Trace, str, AutoscalerConfig, bool]] = []
+    jobs: list[Job] = []
     for name in (*BIG_JOB_TRACES, LPC):
         trace = schedulable(read_swf(args.traces / f"{name}.swf.gz"), base.shapes)
+        fixed = fixed_shape_for(trace, base.shapes)
+        b = bounds(trace, params, base.shapes, fixed)
         old_cfg = build_scenarios(trace, params, ["old"], base)[0].config
-        jobs.append((trace, f"{name}|old", old_cfg, name == LPC))
+        jobs.append((trace, b, f"{name}|old", old_cfg, name == LPC))
         if name == LPC:
-            jobs.append((trace, f"{name}|ours", base, True))
-            jobs.append((trace, f"{name}|queue-only", base.model_copy(update=QUEUE_ONLY),
+            jobs.append((trace, b, f"{name}|ours", base, True))
+            jobs.append((trace, b, f"{name}|queue-only", base.model_copy(update=QUEUE_ONLY),
                          True))
             continue
-        fixed = fixed_shape_for(trace, base.shapes)
         for idle in IDLE_TIMEOUTS:  # run by our engine, so the idle timeout can vary
             cfg = _pc_config(base, fixed).model_copy(update={"idle_timeout_s": idle})
-            jobs.append((trace, f"{name}|{idle:.0f}", cfg, False))
+            jobs.append((trace, b, f"{name}|{idle:.0f}", cfg, False))
     t0 = time.monotonic()
     with mp.get_context("fork").Pool(args.processes) as pool:
         res = dict(pool.imap(_run, jobs, chunksize=1))
