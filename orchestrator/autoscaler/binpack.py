@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator.autoscaler.config import AutoscalerConfig
@@ -147,6 +148,35 @@ def new_need(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfi
     return new_bins, unsched
 
 
+def _relaunched(pool: Pool, cfg: AutoscalerConfig, booting: list[Instance],
+                packing: Callable[[list[Instance]], tuple[list[Bin], list[JobGroup]]]
+                ) -> tuple[tuple[list[Bin], list[JobGroup]], set[str]]:
+    """The queue's new machines, and which replaced ones (never joined, or lost) to launch
+    again: those whose capacity the packing counts on (it would launch more of their type
+    without them; all of them if it would launch other types), and those that keep the
+    pool at min_workers; none when nothing waits for them."""
+    packed = packing(booting)
+    replaced = pool.not_joined + pool.lost
+    if not replaced:
+        return packed, set()
+    ids = {i.instance_id for i in replaced}
+    without = packing([i for i in booting if i.instance_id not in ids])
+    short = Counter(b.owner for b in without[0]) - Counter(b.owner for b in packed[0])
+    out = set()
+    for inst in replaced:
+        if short[inst.instance_type] > 0:
+            short[inst.instance_type] -= 1
+            out.add(inst.instance_id)
+    if +short:  # it would launch other types: relaunching them all is what fits for sure
+        out = ids
+    below_min = cfg.min_workers - (pool.active - len(replaced) + len(out) + len(packed[0]))
+    for inst in replaced:
+        if below_min > 0 and inst.instance_id not in out:
+            out.add(inst.instance_id)
+            below_min -= 1
+    return packed, out
+
+
 def _fewer_machines(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfig,
                     slots: int) -> tuple[list[Bin], list[JobGroup]]:
     """Running short of instance slots: the same need on fewer, larger machines, or a pool
@@ -209,10 +239,18 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     booting = booting_shapes(pool, cfg, notes)
 
     headroom = max(cfg.max_workers - pool.active, 0)
-    new_bins, unsched = new_need(left, booting, cfg)
     slots = cfg.max_workers // 2 - pool.active
-    if len(new_bins) > slots:
-        new_bins, unsched = _fewer_machines(left, booting, cfg, slots)
+
+    def packing(machines: list[Instance]) -> tuple[list[Bin], list[JobGroup]]:
+        packed = new_need(left, machines, cfg)
+        return packed if len(packed[0]) <= slots else _fewer_machines(left, machines, cfg,
+                                                                       slots)
+
+    (new_bins, unsched), relaunch = _relaunched(pool, cfg, booting, packing)
+    # Replaced machines that are not relaunched are capacity no more (for the spare too).
+    dropped = {i.instance_id for i in pool.not_joined + pool.lost} - relaunch
+    booting = [i for i in booting if i.instance_id not in dropped]
+    active = pool.active - len(dropped)  # after this pass, for min_workers
     need = len(new_bins)
     allowed = min(need, headroom, cfg.max_launch_per_cycle)
     if allowed < need:
@@ -225,22 +263,22 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     spare = (free_cores + sum(_cpus(cfg, i.instance_type) for i in booting)
              + sum(_cpus(cfg, t) for t in wanted) - queue_cores
              + sum(g.cpus * g.count for g in unsched))
-    target = spare_target(pool, cfg, forecast_spare(obs, cfg, now))
+    largest = largest_request(obs, cfg)
+    target = spare_target(pool, cfg, forecast_spare(obs, cfg, now, largest))
     if spare < target:
         room = min(headroom, cfg.max_launch_per_cycle) - len(wanted)
-        extra = _spare_shapes(target - spare, cfg, room, largest_request(obs, cfg),
-                              slots - len(wanted))
+        extra = _spare_shapes(target - spare, cfg, room, largest, slots - len(wanted))
         if extra:
             notes.append(f"{spare} spare cores < target {target}: +{', '.join(extra)}")
         wanted += extra
         spare += sum(_cpus(cfg, t) for t in extra)
-    if pool.active + len(wanted) < cfg.min_workers:
+    if active + len(wanted) < cfg.min_workers:
         cheapest = min(cfg.shapes, key=lambda s: (s.price_per_hour, s.cpus))
-        gap = min(cfg.min_workers - pool.active - len(wanted),
-                  cfg.max_launch_per_cycle - len(wanted))
+        gap = min(cfg.min_workers - active - len(wanted),
+                  cfg.max_launch_per_cycle - len(wanted), headroom - len(wanted))
         wanted += [cheapest.name] * max(gap, 0)
 
-    drains, removals, swaps = _scale_in(pool, cfg, now, busy_owners, len(wanted),
+    drains, removals, swaps = _scale_in(pool, active, cfg, now, busy_owners, len(wanted),
                                         spare - target if target else None, notes)
     wanted += swaps[:max(min(headroom, cfg.max_launch_per_cycle) - len(wanted), 0)]
     why = (f"{idle_total} idle jobs; {jobs_new} need new capacity beyond free and booting "
@@ -249,22 +287,25 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
         why += f"; spare cores {spare} of target {target}, min_workers {cfg.min_workers}"
     starts, launches = _starts_and_launches(wanted, pool, cfg, why)
 
+    why_replaced = {i.instance_id: f"not joined {now - i.launch_time:.0f}s after launch "
+                                   f"(join_timeout_s {cfg.join_timeout_s:.0f})"
+                    for i in pool.not_joined}
+    why_replaced |= {i.instance_id: f"missing from the collector for "
+                                    f"{now - (i.missing_since or now):.0f}s with no job on it "
+                                    f"(lost_timeout_s {cfg.lost_timeout_s:.0f})"
+                     for i in pool.lost}
     replacements = tuple(
-        Replacement(i.instance_id, i.instance_type,
-                    f"not joined {now - i.launch_time:.0f}s after launch "
-                    f"(join_timeout_s {cfg.join_timeout_s:.0f})")
-        for i in pool.not_joined) + tuple(
-        Replacement(i.instance_id, i.instance_type,
-                    f"missing from the collector for {now - (i.missing_since or now):.0f}s "
-                    f"with no job on it (lost_timeout_s {cfg.lost_timeout_s:.0f})")
-        for i in pool.lost)
+        Replacement(i.instance_id, i.instance_type, why_replaced[i.instance_id] + (
+            "" if i.instance_id in relaunch else "; no idle job needs its capacity"),
+            relaunch=i.instance_id in relaunch)
+        for i in pool.not_joined + pool.lost)
 
     unschedulable = tuple(
         Unschedulable(g.cpus, g.memory_mb, g.gpus, g.count, tuple(g.clusters),
                       f"no shape offers {g.cpus} cpus, {g.memory_mb} MB, {g.gpus} gpus")
         for g in unsched)
     extra_wanted = len(wanted) - allowed  # spare, min_workers, swaps
-    desired = min(max(pool.active + need + extra_wanted - len(removals), cfg.min_workers),
+    desired = min(max(active + need + extra_wanted - len(removals), cfg.min_workers),
                   cfg.max_workers)
     if pool.stopped and not cfg.warm_pool:
         notes.append(f"{len(pool.stopped)} stopped workers left alone (warm_pool off)")
@@ -328,15 +369,15 @@ def _spare_shapes(gap: int, cfg: AutoscalerConfig, room: int, unit: int = 0,
     return out
 
 
-def _scale_in(pool: Pool, cfg: AutoscalerConfig, now: float, busy: set[str], launching: int,
-              spare: int | None, notes: list[str]
+def _scale_in(pool: Pool, active: int, cfg: AutoscalerConfig, now: float, busy: set[str],
+              launching: int, spare: int | None, notes: list[str]
               ) -> tuple[tuple[Drain, ...], tuple[Removal, ...], list[str]]:
     """Workers wholly unclaimed for idle_timeout_s and not needed by the queue, longest
     idle first, never below min_workers, nor below the spare cores (`spare` is how many
     may go; None when no spare is wanted). Also returns smaller machines to launch for
     spare where they replace a large idle one."""
     floor = cfg.min_workers - launching
-    removable = pool.active - max(floor, 0)
+    removable = active - max(floor, 0)
     candidates: list[tuple[float, Instance, Startd]] = []
     for inst, sd in pool.joined:
         if sd.claimed or inst.instance_id in busy:

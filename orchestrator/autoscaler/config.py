@@ -51,7 +51,8 @@ class AutoscalerConfig(BaseModel):
     # beyond the queue's need and the spare is removed sooner: after a burst, every idle
     # machine past the forecast waits out idle_timeout_s for nothing. 0 turns it off.
     surplus_idle_s: float = Field(default=40.0, ge=0)
-    # A running instance whose startd has not joined by then is replaced.
+    # A running instance whose startd has not joined by then is replaced: terminated, and
+    # launched again if the queue or min_workers needs its capacity.
     join_timeout_s: float = Field(default=600.0, gt=0)
     # A worker that joined once and has been missing from the collector this long, with no
     # job of the schedd's on it, is replaced. Longer than the collector's CLASSAD_LIFETIME

@@ -103,8 +103,8 @@ class Executor:
             count, why = wanted.get(launch.instance_type, (0, launch.reason))
             wanted[launch.instance_type] = (count + launch.count, why)
         for r in replacements:
-            if r.instance_id not in out.replaced:
-                continue  # kept by the re-check, or its termination failed
+            if r.instance_id not in out.replaced or not r.relaunch:
+                continue  # kept by the re-check, its termination failed, or not needed
             count, _ = wanted.get(r.instance_type, (0, ""))
             wanted[r.instance_type] = (count + 1, f"replacing {r.instance_id}: {r.reason}")
         for itype, (count, why) in sorted(wanted.items()):

@@ -50,10 +50,12 @@ def largest_request(obs: Observation, cfg: AutoscalerConfig) -> int:
     return max((max(c, 1) for c in idle + running), default=0)
 
 
-def forecast_spare(obs: Observation, cfg: AutoscalerConfig, now: float) -> int:
-    """Free cores to keep for the arrivals the queue predicts, at most spare_max_cores."""
+def forecast_spare(obs: Observation, cfg: AutoscalerConfig, now: float,
+                   largest: int | None = None) -> int:
+    """Free cores to keep for the arrivals the queue predicts, at most spare_max_cores.
+    `largest` is largest_request(obs, cfg), if the caller has it already."""
     rate = arrival_rate_spare(obs.submitted, cfg, now)
-    sizes = cfg.spare_largest_jobs * largest_request(obs, cfg)
+    sizes = cfg.spare_largest_jobs * (largest_request(obs, cfg) if largest is None else largest)
     return min(max(rate, sizes), cfg.spare_max_cores)
 
 

@@ -184,11 +184,15 @@ class Removal:
 
 @dataclass(frozen=True, slots=True)
 class Replacement:
-    """An instance that never joined the pool: terminate it and launch one like it."""
+    """An instance that never joined the pool, or joined and has been gone too long:
+    terminate it, and launch one like it if the queue still needs its capacity (relaunch).
+    Relaunching unconditionally would keep a broken image's instances cycling with no job
+    waiting."""
 
     instance_id: str
     instance_type: str
     reason: str
+    relaunch: bool = True
 
 
 @dataclass(frozen=True, slots=True)

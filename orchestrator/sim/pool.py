@@ -179,7 +179,8 @@ class SimPool:
             w = self._worker(r.instance_id)
             if w in self.alive:
                 self.remove(w, now)
-            self._launch_type(r.instance_type, now)
+            if r.relaunch:
+                self._launch_type(r.instance_type, now)
         for s in plan.starts:
             w = self._worker(s.instance_id)
             if w in self.stopped:

@@ -282,6 +282,17 @@ def test_replacement_is_skipped_when_the_startd_shows_up_at_recheck() -> None:
     assert req.count == 1, "only the terminated one is replaced"
 
 
+def test_a_replacement_the_queue_does_not_need_is_terminated_and_not_relaunched() -> None:
+    cloud, ops = FakeCloud(), FakeOps()
+    observed = build("p", [inst("i-dead")], [], [], NOW)
+    plan = Plan(replacements=(Replacement("i-dead", "c6i.large", "not joined",
+                                          relaunch=False),))
+    ex, _ = _executor(cloud, ops)
+    out = ex.execute(plan, observed, cycle="t")
+    assert cloud.terminated == ["i-dead"] and out.replaced == ["i-dead"]
+    assert not cloud.launches
+
+
 def test_presence_tags_are_batched_by_tag_and_value() -> None:
     cloud, ops = FakeCloud(), FakeOps()
     observed = build("p", [inst(f"i-{n}") for n in range(5)],

@@ -120,6 +120,25 @@ def test_not_joined_instance_replaced() -> None:
     assert plan(o, CFG, now=10.0).is_empty  # still booting
 
 
+def test_a_replaced_instance_is_relaunched_only_for_jobs_that_need_it() -> None:
+    stuck = worker("i-1", launched=0.0)
+    now = CFG.join_timeout_s + 5
+    # A job waits for its two cores: terminated and one like it launched, nothing more.
+    (r,) = plan(obs([stuck], idle=[jobs(2)]), CFG, now=now).replacements
+    assert r.relaunch and "needs its capacity" not in r.reason
+    assert not plan(obs([stuck], idle=[jobs(2)]), CFG, now=now).launches
+    # Nothing waits (a broken image, or the jobs ran elsewhere): terminated, not relaunched.
+    (r,) = plan(obs([stuck]), CFG, now=now).replacements
+    assert not r.relaunch and r.reason.endswith("no idle job needs its capacity")
+    # ... unless it keeps the pool at min_workers.
+    keep_one = plan(obs([stuck]), CFG.model_copy(update={"min_workers": 1}), now=now)
+    assert keep_one.replacements[0].relaunch and not keep_one.launches
+    # Two stuck, one job: one relaunched; the job is not launched for again.
+    two = plan(obs([stuck, worker("i-2", launched=0.0)], idle=[jobs(2)]), CFG, now=now)
+    assert sorted(r.relaunch for r in two.replacements) == [False, True]
+    assert not two.launches
+
+
 def test_worker_missing_after_a_collector_restart_is_kept_and_counts_as_capacity() -> None:
     # Joined long ago; the collector restarted and has not heard from it yet.
     back = worker("i-1", launched=0.0)
@@ -133,6 +152,7 @@ def test_worker_missing_after_a_collector_restart_is_kept_and_counts_as_capacity
     p = plan(obs([gone]), CFG, now=CFG.lost_timeout_s + 1)
     assert [r.instance_id for r in p.replacements] == ["i-1"]
     assert "missing from the collector" in p.replacements[0].reason
+    assert not p.replacements[0].relaunch, "no job waits: not relaunched"
     # ... unless the schedd says it runs a job.
     busy = Observation(POOL, (gone,), busy_instances=frozenset({"i-1"}))
     assert not plan(busy, CFG, now=CFG.lost_timeout_s + 1).replacements

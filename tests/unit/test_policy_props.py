@@ -123,6 +123,8 @@ def test_never_touches_claimed_foreign_or_central_manager(
         gone = mine[r.instance_id].missing_since
         if mine[r.instance_id].has_joined:
             assert gone is not None and NOW - gone >= cfg.lost_timeout_s
+        # Relaunched only for jobs that wait for it, or to keep min_workers.
+        assert not r.relaunch or any(j.count for j in o.idle_jobs) or cfg.min_workers
     for s in p.starts:
         assert mine[s.instance_id].state is InstanceState.STOPPED
     removed = {r.instance_id for r in p.removals}
@@ -153,7 +155,7 @@ def apply(o: Observation, p: Plan) -> Observation:
              if i.instance_id in started else i
              for i in o.instances if i.instance_id not in gone]
     n = 0
-    for launch in (*p.launches, *(x for x in p.replacements)):
+    for launch in (*p.launches, *(x for x in p.replacements if x.relaunch)):
         count = launch.count if hasattr(launch, "count") else 1
         for _ in range(count):
             insts.append(worker(f"i-new{n}", launch.instance_type, InstanceState.PENDING, NOW))
