@@ -48,8 +48,21 @@ unit: deps
 demo: deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m orchestrator.demo $(if $(filter 1 yes true,$(KEEP)),--keep,)
 
+# Each benchmark rewrites its own section of bench/RESULTS.md, with the command recorded
+# there. All of them take hours (the fault soak alone about one): pick some with
+# `make bench BENCHES="sim_traces sim_limits"`. The sandbox ones need root.
+BENCHES ?= sim_traces sim_limits reconcile_bench bad_input_bench sandbox_bench ansible_bench \
+	pool_views fault_soak demo_bench
+bench_args_sandbox_bench := --cold --repeat 3
+bench_args_reconcile_bench := --jobs 10000 --instances 1000 --passes 15
+bench_args_bad_input_bench := --examples 300
+bench_args_pool_views := --repeat 5
+bench_args_fault_soak := --runs 8 --seed 1
+
 bench: deps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.run_all
+	@set -e; $(foreach b,$(BENCHES),\
+	  echo "==> python -m bench.$(b) $(bench_args_$(b))"; \
+	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.$(b) $(bench_args_$(b));)
 
 sandbox-down:
 	-$(BIN)/htcpool sandbox down
