@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,15 +168,23 @@ def instances(sandbox: SandboxHandle) -> Iterator[list[str]]:
 
 
 def wait_for(predicate: Any, timeout: float = 120, interval: float = 0.5,
-             what: str = "condition") -> Any:
-    """Poll until predicate() is truthy; return its value. Time is a limit, not an assertion."""
+             what: str = "condition", report: Callable[[], str] | None = None) -> Any:
+    """Poll until predicate() is truthy; return its value. Time is a limit, not an assertion.
+    On a time-out, report() says what the system looked like (a CI run leaves no sandbox to
+    look at afterwards)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            detail = ""
+            if report is not None:
+                try:
+                    detail = "\n" + report()
+                except Exception as exc:  # the report must not hide the time-out
+                    detail = f"\n(no report: {exc!r})"
+            raise AssertionError(f"timed out waiting for {what}{detail}")
         time.sleep(interval)
 
 

@@ -97,6 +97,38 @@ def no_workers(pool: PoolHandle) -> bool:
                                     "shutting-down"))
 
 
+def pool_report(pool: PoolHandle, log: Path) -> str:
+    """What a failed wait leaves to go on: our workers in EC2 (state, htcpool tags), the
+    startd ads in the collector, each live worker's last StartLog lines, and the
+    autoscaler's last decisions."""
+    now = time.time()
+    lines = ["workers in EC2:"]
+    workers = pool.workers(states=("pending", "running", "stopping", "stopped", "shutting-down"))
+    for w in workers:
+        tags = {t["Key"]: t["Value"] for t in w.get("Tags", [])
+                if t["Key"] not in ("htcpool:pool", "htcpool:role", "Name")}
+        lines.append(f"  {w['InstanceId']} {w['State']['Name']}, launched "
+                     f"{now - w['LaunchTime'].timestamp():.0f}s ago, tags {tags}")
+    ads = pool.sandbox.exec(pool.cm, "condor_status -json -attributes "
+                                     "EC2InstanceId,State,Activity,EnteredCurrentState",
+                            check=False)
+    lines.append(f"startd ads in the collector: {ads.stdout.strip() or ads.stderr.strip()}")
+    for w in workers:
+        if w["State"]["Name"] == "running":
+            try:
+                tail = pool.sandbox.exec(w["InstanceId"], "tail -n 8 /var/log/condor/StartLog",
+                                         check=False).stdout
+            except Exception as exc:
+                tail = repr(exc)
+            lines.append(f"{w['InstanceId']} StartLog:\n{tail.rstrip()}")
+    decisions = [e for e in events(log) if e.get("event") != "plan"][-15:]
+    lines.append("autoscaler's last events:")
+    lines += [f"  {now - e.get('ts', now):.0f}s ago "
+              f"{json.dumps({k: v for k, v in e.items() if k not in ('ts', 'pool')})[:300]}"
+              for e in decisions]
+    return "\n".join(lines)
+
+
 def remove_all_jobs(pool: PoolHandle) -> None:
     # Each owner removes their own jobs: root's tools authenticate with the pool's token
     # here, an identity that may administer daemons but not edit other users' jobs.
@@ -130,7 +162,8 @@ def test_burst_scales_out_in_one_pass_runs_everything_and_returns_to_min(
         wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 20,
                  timeout=900, interval=3, what="all 20 jobs to complete")
         wait_for(lambda: no_workers(pool), timeout=600, interval=3,
-                 what="the pool to scale back to min_workers (0)")
+                 what="the pool to scale back to min_workers (0)",
+                 report=lambda: pool_report(pool, log))
     finally:
         assert stop_autoscaler(proc) == 0
     done = history(pool, cluster)
@@ -200,7 +233,8 @@ price_per_hour = 0.0832
     runner = start_autoscaler(pool, log)
     try:
         wait_for(lambda: len(history(pool, cluster)) == 4 and no_workers(pool), timeout=600,
-                 interval=3, what="the jobs to finish and the pool to empty")
+                 interval=3, what="the jobs to finish and the pool to empty",
+                 report=lambda: pool_report(pool, log))
     finally:
         assert stop_autoscaler(runner) == 0
 
@@ -226,7 +260,7 @@ def test_killing_the_autoscaler_at_random_points_loses_nothing(clean_pool: PoolH
                                   if j["JobStatus"] == 4]) == 12,
                      timeout=600, interval=3, what="all jobs to complete")
             wait_for(lambda: no_workers(pool), timeout=600, interval=3,
-                     what="the pool to empty")
+                     what="the pool to empty", report=lambda: pool_report(pool, log))
         finally:
             stop_autoscaler(proc)
     done = history(pool, cluster)

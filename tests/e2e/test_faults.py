@@ -8,6 +8,7 @@ import json
 import os
 import random
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.e2e.test_autoscaler import (
     history,
     launched_since,
     no_workers,
+    pool_report,
     remove_all_jobs,
     start_autoscaler,
     stop_autoscaler,
@@ -87,7 +89,8 @@ def test_random_api_errors_during_a_whole_run_lose_nothing(clean_pool: PoolHandl
         wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 8,
                  timeout=900, interval=3, what="all jobs to complete despite API errors")
         pool.sandbox.clear_faults()
-        wait_for(lambda: no_workers(pool), timeout=600, interval=3, what="the pool to empty")
+        wait_for(lambda: no_workers(pool), timeout=600, interval=3, what="the pool to empty",
+                 report=lambda: pool_report(pool, log))
     finally:
         assert stop_autoscaler(proc) == 0
     done = history(pool, cluster)
@@ -161,7 +164,8 @@ def test_a_worker_powered_off_mid_job_its_job_runs_elsewhere(clean_pool: PoolHan
         wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 2,
                  timeout=900, interval=3, what="both jobs to complete after the power-off")
         wait_for(lambda: not pool.workers(states=("pending", "running")), timeout=600,
-                 interval=3, what="the pool to scale back in")
+                 interval=3, what="the pool to scale back in",
+                 report=lambda: pool_report(pool, log))
     finally:
         assert stop_autoscaler(proc) == 0
         if victim:
@@ -182,10 +186,16 @@ def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
                                                          tmp_path: Path) -> None:
     """The collector restarts under two busy workers older than join_timeout_s: it forgets
     their startds until they advertise again. They joined before (tagged), so they are kept
-    as "missing" rather than replaced as never joined; their jobs run to completion."""
+    as "missing" rather than replaced as never joined; their jobs run to completion.
+
+    A startd's first update after the restart fails (its session is unknown to the new
+    collector) and it is seen again at its next one: at the job's end or UPDATE_INTERVAL (60 s)
+    later. One CI run saw the workers stay missing for 10 minutes after their jobs, cause
+    unknown; lost_timeout_s 300 here lets the autoscaler's safety net for that case (a joined
+    worker missing with no job on it) empty the pool, and the test warns when it had to."""
     pool = clean_pool
     started = time.time()
-    env = _config_with(pool, tmp_path, join_timeout_s=45.0)
+    env = _config_with(pool, tmp_path, join_timeout_s=45.0, lost_timeout_s=300.0)
     cluster = _submit_leased(pool, 2, seconds=90, lease_s=600)
     log = tmp_path / "autoscale.log"
     proc = start_autoscaler(pool, log, env=env)
@@ -206,7 +216,8 @@ def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
         wait_for(lambda: len([j for j in history(pool, cluster) if j["JobStatus"] == 4]) == 2,
                  timeout=600, interval=3, what="both jobs to complete")
         done_at = time.time()
-        wait_for(lambda: no_workers(pool), timeout=600, interval=3, what="the pool to empty")
+        wait_for(lambda: no_workers(pool), timeout=600, interval=3, what="the pool to empty",
+                 report=lambda: pool_report(pool, log))
     finally:
         assert stop_autoscaler(proc) == 0
     done = history(pool, cluster)
@@ -214,3 +225,8 @@ def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
     early = [e for e in events(log) if e["event"] == "terminate" and e["ts"] < done_at]
     assert not early, f"a busy worker was terminated: {early}"
     assert len(launched_since(pool, started)) == 2, "nothing launched to replace them"
+    lost = [e for e in events(log)
+            if e["event"] == "terminate" and "missing from the collector" in e["reason"]]
+    if lost:
+        warnings.warn(f"startds did not advertise again after the collector restart; "
+                      f"lost_timeout_s replaced them: {lost}", stacklevel=1)
