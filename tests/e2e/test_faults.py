@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import time
 import warnings
 from collections.abc import Iterator
@@ -230,3 +231,42 @@ def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
     if lost:
         warnings.warn(f"startds did not advertise again after the collector restart; "
                       f"lost_timeout_s replaced them: {lost}", stacklevel=1)
+
+
+def test_a_worker_that_falls_silent_is_replaced_once_idle_and_not_relaunched(
+        clean_pool: PoolHandle, tmp_path: Path) -> None:
+    """A joined worker's startd stops advertising while its job runs (frozen here; its ad
+    removed from the collector as an expired one would be). The job still completes: the
+    starter reports to the shadow. Missing with no job on it for lost_timeout_s, the worker
+    is terminated, and with nothing queued nothing is launched in its place."""
+    pool = clean_pool
+    started = time.time()
+    env = _config_with(pool, tmp_path, join_timeout_s=45.0, lost_timeout_s=30.0)
+    cluster = _submit_leased(pool, 1, seconds=30, lease_s=600)
+    log = tmp_path / "autoscale.log"
+    proc = start_autoscaler(pool, log, env=env)
+    try:
+        (worker,) = wait_for(lambda: _running_on(pool, cluster).values(), timeout=600,
+                             interval=2, what="the job running")
+        wait_for(lambda: all("htcpool:joined" in {t["Key"] for t in w.get("Tags", [])}
+                             for w in pool.workers() if w["InstanceId"] == worker),
+                 timeout=120, interval=2, what="the worker to be marked as joined")
+        pool.sandbox.exec(worker, "pkill -STOP -x condor_startd")
+        query = f'MyType = "Query"\nTargetType = "Machine"\nRequirements = EC2InstanceId == ' \
+                f'"{worker}"'
+        pool.sandbox.exec(pool.cm, f"printf '%s\\n' {shlex.quote(query)} | "
+                                   "condor_advertise INVALIDATE_STARTD_ADS -")
+        wait_for(lambda: [j for j in history(pool, cluster) if j["JobStatus"] == 4],
+                 timeout=600, interval=3, what="the job to complete")
+        wait_for(lambda: no_workers(pool), timeout=300, interval=3, what="the pool to empty",
+                 report=lambda: pool_report(pool, log))
+    finally:
+        assert stop_autoscaler(proc) == 0
+    (job,) = history(pool, cluster)
+    assert job["ExitCode"] == 0
+    (gone,) = [e for e in events(log) if e["event"] == "terminate"]
+    assert gone["instance"] == worker and gone["ts"] >= job["CompletionDate"], \
+        "not while its job ran"
+    assert "missing from the collector" in gone["reason"]
+    assert "no idle job needs its capacity" in gone["reason"]
+    assert len(launched_since(pool, started)) == 1, "nothing launched in its place"
