@@ -191,9 +191,10 @@ def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
 
     A startd's first update after the restart fails (its session is unknown to the new
     collector) and it is seen again at its next one: at the job's end or UPDATE_INTERVAL (60 s)
-    later. One CI run saw the workers stay missing for 10 minutes after their jobs, cause
-    unknown; lost_timeout_s 300 here lets the autoscaler's safety net for that case (a joined
-    worker missing with no job on it) empty the pool, and the test warns when it had to."""
+    later. In one CI run the pool did not empty within 10 minutes of the jobs (cause unknown,
+    nothing was kept). If startds never advertise again, lost_timeout_s 300 here lets the
+    autoscaler's safety net (a joined worker missing with no job on it) empty the pool, and
+    the test warns when it had to; a time-out now prints a report of the pool."""
     pool = clean_pool
     started = time.time()
     env = _config_with(pool, tmp_path, join_timeout_s=45.0, lost_timeout_s=300.0)
