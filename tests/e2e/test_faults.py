@@ -133,6 +133,18 @@ def _running_on(pool: PoolHandle, cluster: int) -> dict[int, str]:
     return out
 
 
+def _running_on_joined_workers(pool: PoolHandle, cluster: int, count: int) -> dict[int, str]:
+    """Wait until the cluster's `count` jobs run, one per worker, on workers the autoscaler
+    has tagged as joined; ProcId -> instance id."""
+    placed: dict[int, str] = wait_for(lambda: (lambda r: r if len(r) == count else None)(
+        _running_on(pool, cluster)), timeout=600, interval=2,
+        what=f"{count} jobs running, one per worker")
+    wait_for(lambda: all("htcpool:joined" in {t["Key"] for t in w.get("Tags", [])}
+                         for w in pool.workers() if w["InstanceId"] in placed.values()),
+             timeout=120, interval=2, what="the workers to be marked as joined")
+    return placed
+
+
 def _instances_in_collector(pool: PoolHandle) -> set[str]:
     """EC2 instance ids of the startd ads in the collector."""
     out = pool.sandbox.exec(pool.cm, "condor_status -json -attributes EC2InstanceId",
@@ -202,12 +214,7 @@ def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
     log = tmp_path / "autoscale.log"
     proc = start_autoscaler(pool, log, env=env)
     try:
-        placed = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(
-            _running_on(pool, cluster)), timeout=600, interval=2,
-            what="both jobs running, one per worker")
-        wait_for(lambda: all("htcpool:joined" in {t["Key"] for t in w.get("Tags", [])}
-                             for w in pool.workers() if w["InstanceId"] in placed.values()),
-                 timeout=120, interval=2, what="the workers to be marked as joined")
+        _running_on_joined_workers(pool, cluster, 2)
         newest = max(w["LaunchTime"].timestamp() for w in pool.workers())
         wait_for(lambda: time.time() - newest > 50, timeout=120, interval=1,
                  what="the workers to be older than join_timeout_s")
@@ -247,11 +254,7 @@ def test_a_worker_that_falls_silent_is_replaced_once_idle_and_not_relaunched(
     log = tmp_path / "autoscale.log"
     proc = start_autoscaler(pool, log, env=env)
     try:
-        (worker,) = wait_for(lambda: _running_on(pool, cluster).values(), timeout=600,
-                             interval=2, what="the job running")
-        wait_for(lambda: all("htcpool:joined" in {t["Key"] for t in w.get("Tags", [])}
-                             for w in pool.workers() if w["InstanceId"] == worker),
-                 timeout=120, interval=2, what="the worker to be marked as joined")
+        (worker,) = _running_on_joined_workers(pool, cluster, 1).values()
         pool.sandbox.exec(worker, "pkill -STOP -x condor_startd")
         query = f'MyType = "Query"\nTargetType = "Machine"\nRequirements = EC2InstanceId == ' \
                 f'"{worker}"'
