@@ -12,6 +12,8 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import Popen
+from typing import Any
 
 import pytest
 
@@ -133,12 +135,28 @@ def _running_on(pool: PoolHandle, cluster: int) -> dict[int, str]:
     return out
 
 
-def _running_on_joined_workers(pool: PoolHandle, cluster: int, count: int) -> dict[int, str]:
-    """Wait until the cluster's `count` jobs run, one per worker, on workers the autoscaler
-    has tagged as joined; ProcId -> instance id."""
+def _autoscale_leased(pool: PoolHandle, tmp_path: Path, count: int, seconds: int,
+                      lease_s: int, **settings: Any) -> tuple[int, Path, Popen[bytes]]:
+    """Submit `count` whole-worker jobs (see _submit_leased) and start the autoscaler, with
+    these autoscaler settings changed if any; the cluster, its log and its process."""
+    env = _config_with(pool, tmp_path, **settings) if settings else None
+    cluster = _submit_leased(pool, count, seconds=seconds, lease_s=lease_s)
+    log = tmp_path / "autoscale.log"
+    return cluster, log, start_autoscaler(pool, log, env=env)
+
+
+def _running_one_per_worker(pool: PoolHandle, cluster: int, count: int) -> dict[int, str]:
+    """Wait until the cluster's `count` jobs run, one per worker; ProcId -> instance id."""
     placed: dict[int, str] = wait_for(lambda: (lambda r: r if len(r) == count else None)(
         _running_on(pool, cluster)), timeout=600, interval=2,
         what=f"{count} jobs running, one per worker")
+    return placed
+
+
+def _running_on_joined_workers(pool: PoolHandle, cluster: int, count: int) -> dict[int, str]:
+    """Wait until the cluster's `count` jobs run, one per worker, on workers the autoscaler
+    has tagged as joined; ProcId -> instance id."""
+    placed = _running_one_per_worker(pool, cluster, count)
     wait_for(lambda: all("htcpool:joined" in {t["Key"] for t in w.get("Tags", [])}
                          for w in pool.workers() if w["InstanceId"] in placed.values()),
              timeout=120, interval=2, what="the workers to be marked as joined")
@@ -159,14 +177,10 @@ def test_a_worker_powered_off_mid_job_its_job_runs_elsewhere(clean_pool: PoolHan
     other job is untouched; the dead instance (now stopped) is left to its owner."""
     pool = clean_pool
     started = time.time()
-    cluster = _submit_leased(pool, 2, seconds=60, lease_s=20)
-    log = tmp_path / "autoscale.log"
-    proc = start_autoscaler(pool, log)
+    cluster, log, proc = _autoscale_leased(pool, tmp_path, 2, seconds=60, lease_s=20)
     victim = None
     try:
-        placed = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(
-            _running_on(pool, cluster)), timeout=600, interval=2,
-            what="both jobs running, one per worker")
+        placed = _running_one_per_worker(pool, cluster, 2)
         victim = placed[0]
         assert placed[1] != victim
         pool.sandbox.api(f"poweroff/{victim}", "POST")
@@ -209,10 +223,8 @@ def test_collector_restart_does_not_replace_busy_workers(clean_pool: PoolHandle,
     the test warns when it had to; a time-out now prints a report of the pool."""
     pool = clean_pool
     started = time.time()
-    env = _config_with(pool, tmp_path, join_timeout_s=45.0, lost_timeout_s=300.0)
-    cluster = _submit_leased(pool, 2, seconds=90, lease_s=600)
-    log = tmp_path / "autoscale.log"
-    proc = start_autoscaler(pool, log, env=env)
+    cluster, log, proc = _autoscale_leased(pool, tmp_path, 2, seconds=90, lease_s=600,
+                                           join_timeout_s=45.0, lost_timeout_s=300.0)
     try:
         _running_on_joined_workers(pool, cluster, 2)
         newest = max(w["LaunchTime"].timestamp() for w in pool.workers())
@@ -249,10 +261,8 @@ def test_a_worker_that_falls_silent_is_replaced_once_idle_and_not_relaunched(
     is terminated, and with nothing queued nothing is launched in its place."""
     pool = clean_pool
     started = time.time()
-    env = _config_with(pool, tmp_path, join_timeout_s=45.0, lost_timeout_s=30.0)
-    cluster = _submit_leased(pool, 1, seconds=30, lease_s=600)
-    log = tmp_path / "autoscale.log"
-    proc = start_autoscaler(pool, log, env=env)
+    cluster, log, proc = _autoscale_leased(pool, tmp_path, 1, seconds=30, lease_s=600,
+                                           join_timeout_s=45.0, lost_timeout_s=30.0)
     try:
         (worker,) = _running_on_joined_workers(pool, cluster, 1).values()
         pool.sandbox.exec(worker, "pkill -STOP -x condor_startd")

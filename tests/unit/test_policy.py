@@ -124,9 +124,10 @@ def test_a_replaced_instance_is_relaunched_only_for_jobs_that_need_it() -> None:
     stuck = worker("i-1", launched=0.0)
     now = CFG.join_timeout_s + 5
     # A job waits for its two cores: terminated and one like it launched, nothing more.
-    (r,) = plan(obs([stuck], idle=[jobs(2)]), CFG, now=now).replacements
+    one = plan(obs([stuck], idle=[jobs(2)]), CFG, now=now)
+    (r,) = one.replacements
     assert r.relaunch and "needs its capacity" not in r.reason
-    assert not plan(obs([stuck], idle=[jobs(2)]), CFG, now=now).launches
+    assert not one.launches
     # Nothing waits (a broken image, or the jobs ran elsewhere): terminated, not relaunched.
     (r,) = plan(obs([stuck]), CFG, now=now).replacements
     assert not r.relaunch and r.reason.endswith("no idle job needs its capacity")
