@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-pip debootstrap systemd-container iproute2 \
 	openssh-client gnupg apt-utils dpkg-dev curl ca-certificates rsync tmux git make
-STAMP := $(VENV)/.htcpool-deps-$(shell cat pyproject.toml requirements.yml 2>/dev/null | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.htcpool-deps-$(shell cat pyproject.toml requirements/*.txt requirements.yml 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 KEEP ?= 0
 
@@ -23,7 +23,7 @@ apt-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	$(MAKE) apt-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -35,9 +35,11 @@ $(STAMP): pyproject.toml
 deps: apt-deps $(STAMP)
 
 lint: deps
-	$(BIN)/ruff check orchestrator tests bench
+	$(BIN)/ruff check orchestrator tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/mypy scripts
 	cd roles/.. && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production playbooks roles
+	$(BIN)/python scripts/role_docs.py --check
 
 test: deps lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra --durations=30 $(PYTEST_ARGS)

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from bench.results import git_revision, machine, update_section
-from orchestrator.cloud import Cloud, LaunchRequest, Role
+from orchestrator.aws.ec2 import Cloud
+from orchestrator.aws.records import LaunchRequest
 from orchestrator.sandbox import control
 from orchestrator.sandbox.pool import (
     _playbook,
@@ -25,6 +26,7 @@ from orchestrator.sandbox.pool import (
     sandbox_config,
 )
 from orchestrator.sandbox.settings import SandboxSettings
+from orchestrator.vocabulary import LaunchedBy, Role
 
 
 def main() -> None:
@@ -44,7 +46,7 @@ def main() -> None:
                 count=2, image_id=state["base_ami"], instance_types=["t3.medium"],
                 subnets=default_subnets(cloud), security_groups=cloud.worker_security_groups(),
                 instance_profile=config.worker_instance_profile, role=Role.WORKER,
-                launched_by="playbook"))
+                launched_by=LaunchedBy.PLAYBOOK))
             cloud.wait("start", [w.id for w in workers])
             start = time.perf_counter()
             _playbook(config, state, "bootstrap.yml", quiet)
@@ -68,7 +70,7 @@ def main() -> None:
             f"{bake_s:.0f} | < 240 |\n\n"
             "Pipelining is on (ansible.cfg) and plays gather only the facts they use.\n")
     print(text)
-    update_section("ansible", "Bootstrap and bake (issue 3)", text)
+    update_section("ansible", "Bootstrap and bake", text)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         FIGURE.parent.mkdir(exist_ok=True)
         shutil.copyfile(png, FIGURE)
         body += f"\n\nChart of this run: `{FIGURE.relative_to(REPO)}`."
-    update_section("demo", "make demo (issue 8)", body)
+    update_section("demo", "make demo", body)
     print(f"recorded in bench/RESULTS.md ({wall:.0f} s)")
     return 0
 

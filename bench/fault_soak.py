@@ -32,14 +32,15 @@ from typing import Any
 from bench.results import git_revision, machine, update_section
 from orchestrator.sandbox import control
 from orchestrator.sandbox.settings import SandboxSettings
-from tests.conftest import PoolHandle, SandboxHandle
-from tests.e2e.test_autoscaler import (
+from tests.support.pool import (
+    PoolHandle,
     history,
     launched_since,
     remove_all_jobs,
     start_autoscaler,
     stop_autoscaler,
 )
+from tests.support.sandbox import SandboxHandle
 
 ROOT = Path("/tmp/htcpool-soak")
 SHAPES = ("t3.medium", "t3.large")  # both 2 cores for the sandbox's startd (NUM_CPUS = 2)
@@ -48,7 +49,7 @@ JOBS_TIMEOUT_S = 480.0
 EMPTY_TIMEOUT_S = 240.0
 POLL_S = 3.0
 ALIVE = ("pending", "running", "stopping", "stopped", "shutting-down")
-SECTION, TITLE = "fault_soak", "Fault soak: randomized runs on the sandbox (issue 7)"
+SECTION, TITLE = "fault_soak", "Fault soak: randomized runs on the sandbox"
 FAULT_LINE = re.compile(r"fault injected: (\w+) -> (\w+)")
 
 
@@ -318,7 +319,7 @@ def final_teardown(pool: PoolHandle) -> tuple[list[str], list[str]]:
 
 
 def build(sandbox: SandboxHandle) -> PoolHandle:
-    from orchestrator.autoscaler.config import InstanceShape
+    from orchestrator.autoscaler.planner.config import InstanceShape
     from orchestrator.sandbox.pool import SANDBOX_SHAPE, aws_environment, build_pool, config_toml
 
     # A second 2-core shape, so a capacity error on one has somewhere to fall back to.

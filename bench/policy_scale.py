@@ -10,16 +10,10 @@ import json
 import random
 import time
 
-from orchestrator.autoscaler import AutoscalerConfig, plan
-from orchestrator.autoscaler.model import (
-    POOL_TAG,
-    ROLE_TAG,
-    IdleJobs,
-    Instance,
-    InstanceState,
-    Observation,
-    Startd,
-)
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.model import IdleJobs, Instance, Observation, Startd
+from orchestrator.autoscaler.planner.strategies import plan
+from orchestrator.vocabulary import TAG_POOL, TAG_ROLE, InstanceState
 
 
 def observation(n_jobs: int, n_instances: int, distinct: int, seed: int = 0) -> Observation:
@@ -33,7 +27,7 @@ def observation(n_jobs: int, n_instances: int, distinct: int, seed: int = 0) -> 
         iid = f"i-{k:08x}"
         state = InstanceState.PENDING if k % 50 == 0 else InstanceState.RUNNING
         insts.append(Instance(iid, s.name, state, 1000.0 + k,
-                              {POOL_TAG: "htcpool", ROLE_TAG: "worker"}))
+                              {TAG_POOL: "htcpool", TAG_ROLE: "worker"}))
         if state is InstanceState.RUNNING:
             idle = k % 10 == 0
             free = s.cpus if idle else rng.randint(0, 1)
@@ -44,7 +38,7 @@ def observation(n_jobs: int, n_instances: int, distinct: int, seed: int = 0) -> 
     jobs = [IdleJobs(c, m, 0, 1, cluster=n, qdate=9000.0)
             for n, (c, m) in enumerate(rng.choice(reqs) for _ in range(n_jobs))]
     insts.append(Instance("i-cm", "m6i.large", InstanceState.RUNNING, 0.0,
-                          {POOL_TAG: "htcpool", ROLE_TAG: "central-manager"}))
+                          {TAG_POOL: "htcpool", TAG_ROLE: "central-manager"}))
     return Observation("htcpool", tuple(insts), tuple(sds), tuple(jobs), 3000)
 
 

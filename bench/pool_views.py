@@ -39,7 +39,7 @@ def _timed(fn: Callable[[], Any], repeat: int) -> list[float]:
 
 ON_CM = r"""
 import json, os, subprocess, sys, time
-from orchestrator.condor import LocalSource
+from orchestrator.condor.source import LocalSource
 n = int(sys.argv[1])
 def timed(fn):
     out = []
@@ -121,8 +121,9 @@ def main() -> None:
     parser.add_argument("--pool", default="htcpool")
     args = parser.parse_args()
 
-    from orchestrator.cloud import Cloud
-    from orchestrator.condor import PoolSource, open_source
+    from orchestrator.aws.ec2 import Cloud
+    from orchestrator.condor.factory import pool_source_for
+    from orchestrator.condor.source import PoolSource
     from orchestrator.config import load_config
     from orchestrator.sandbox import control
     from orchestrator.sandbox.settings import SandboxSettings
@@ -139,8 +140,8 @@ def main() -> None:
         cloud = Cloud(config)
         cm = cloud.central_manager()
         sources: dict[str, PoolSource] = {
-            "ssm": open_source(config, lambda: cloud, "ssm"),
-            "ssh": open_source(config, lambda: cloud, "ssh"),
+            "ssm": pool_source_for(config, lambda: cloud, "ssm"),
+            "ssh": pool_source_for(config, lambda: cloud, "ssh"),
         }
         _install_on_central_manager(state, SandboxSettings(), cm.id)
         rows += _bindings_on_central_manager(SandboxSettings(), cm.id, args.repeat)
@@ -172,7 +173,7 @@ def main() -> None:
             "Targets: bindings < 0.1 s, SSM < 1.5 s, `htcpool --help` < 0.5 s. The bindings "
             "rows run on the central manager with the htcpool the master role installs there "
             "for the autoscaler service (`htcondor_master_autoscaler_enabled`).\n")
-    update_section("pool_views", "Pool and queue views per transport (issue 4)", body)
+    update_section("pool_views", "Pool and queue views per transport", body)
 
 
 if __name__ == "__main__":

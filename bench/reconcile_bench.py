@@ -5,7 +5,7 @@
 1. Passes with N idle jobs and M worker instances: CPU seconds spent in this process
    (observe + plan; the AWS API emulator runs in a separate process) and the number of AWS
    API calls, counted by a botocore hook. Set up as `htcpool autoscale` sets up its loop
-   (one Cloud and its clients, then `settle`), the first pass is reported apart and the
+   (one Cloud and its clients, then `prepare_for_passes`), the first pass is reported apart and the
    target applies to the median of the passes after it: the live loop makes those. EC2 is
    moto's server (instance records only); the pool and queue come from a stand-in
    PoolSource with the same number of startd slots and idle jobs, since 1,000 real hosts do
@@ -37,26 +37,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.results import git_revision, machine, update_section
-from orchestrator.autoscaler import loop
-from orchestrator.autoscaler import observe as observing
-from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
-from orchestrator.autoscaler.executor import LaunchSpec
-from orchestrator.autoscaler.loop import Autoscaler
-from orchestrator.autoscaler.model import IdleJobs, Observation
-from orchestrator.autoscaler.policy import plan
-from orchestrator.cli.scale import settle
-from orchestrator.cloud import Cloud
-from orchestrator.condor import (
-    AUTOSCALER_JOB_ATTRS,
-    JOB_ATTRS,
-    SLOT_ATTRS,
-    PoolSource,
-    Transport,
-    _plain,
-    ads_from_json,
-    group_projection,
-    read_attrs,
-)
+from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
+from orchestrator.autoscaler.planner.model import IdleJobs, Observation
+from orchestrator.autoscaler.planner.strategies import plan
+from orchestrator.autoscaler.runtime import loop
+from orchestrator.autoscaler.runtime import observe as observing
+from orchestrator.autoscaler.runtime.build import prepare_for_passes
+from orchestrator.autoscaler.runtime.executor import LaunchSpec
+from orchestrator.autoscaler.runtime.loop import Autoscaler
+from orchestrator.aws.ec2 import Cloud
+from orchestrator.condor.ads import ads_from_json, group_projection, read_attrs
+from orchestrator.condor.ads import plain as _plain
+from orchestrator.condor.records import AUTOSCALER_JOB_ATTRS, JOB_ATTRS, SLOT_ATTRS
+from orchestrator.condor.source import PoolSource, Transport
 from orchestrator.config import Config
 
 SHAPE = InstanceShape(name="c6i.large", cpus=2, memory_mb=4096, price_per_hour=0.085)
@@ -206,24 +199,24 @@ def reconcile_cost(jobs: int, instances: int, passes: int,
                         endpoint_url=f"http://127.0.0.1:{port}",
                         autoscaler=AutoscalerConfig(shapes=(SHAPE,), max_workers=2000,
                                                     max_launch_per_cycle=2000))
-        setup = Cloud(config)
+        setup = Cloud(config).client("ec2")  # staging the scenario, not htcpool's own calls
         for _ in range(100):
             try:
-                setup.ec2.describe_regions()
+                setup.describe_regions()
                 break
             except Exception:
                 time.sleep(0.1)
-        ami = setup.ec2.register_image(Name="bench")["ImageId"]
+        ami = setup.register_image(Name="bench")["ImageId"]
         ids: list[str] = []
         tags = [{"Key": "htcpool:pool", "Value": "bench"}, {"Key": "htcpool:role",
                                                               "Value": "worker"}]
         while len(ids) < instances:
             n = min(500, instances - len(ids))
-            resp = setup.ec2.run_instances(
+            resp = setup.run_instances(
                 ImageId=ami, MinCount=n, MaxCount=n, InstanceType=SHAPE.name,
                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
             ids += [i["InstanceId"] for i in resp["Instances"]]
-        spec = LaunchSpec(image_id=ami, subnets=[setup.ec2.describe_subnets()["Subnets"][0][
+        spec = LaunchSpec(image_id=ami, subnets=[setup.describe_subnets()["Subnets"][0][
             "SubnetId"]], security_groups=[], instance_profile="bench")
         return _passes({form: (Cloud(config), SyntheticSource(ids, jobs, form))
                         for form in forms}, config, spec, passes)
@@ -234,17 +227,18 @@ def reconcile_cost(jobs: int, instances: int, passes: int,
 
 def _passes(setups: dict[str, tuple[Cloud, SyntheticSource]], config: Config,
             spec: LaunchSpec, passes: int) -> dict[str, dict[str, Any]]:
-    """As `htcpool autoscale`: a fresh Cloud, the autoscaler, settle(), then the passes.
+    """As `htcpool autoscale`: a fresh Cloud, the autoscaler, prepare_for_passes(), then the
+    passes.
     The forms take turns pass by pass, so a change in this VM's CPU speed (it varies by up
     to 1.9x) falls on both alike."""
     autoscalers = {form: Autoscaler(cloud, source, config.autoscaler, lambda: spec,
                                     emit=lambda _r: None)
                    for form, (cloud, source) in setups.items()}
     for autoscaler in autoscalers.values():
-        settle(autoscaler)
+        prepare_for_passes(autoscaler)
     calls: list[Counter[str]] = []
     for autoscaler in autoscalers.values():
-        autoscaler.cloud.ec2.meta.events.register(
+        autoscaler.cloud.hooks().register(
             "before-call.ec2.*", lambda model, **_: calls[-1].update([model.name]))
     meter = _Meter(list(autoscalers.values()))
     runs: dict[str, list[dict[str, Any]]] = {form: [] for form in autoscalers}
@@ -288,7 +282,8 @@ def passes_to_full_request(jobs: int, policy: str) -> int:
     """Passes until the launches requested cover the burst (instances count as booting)."""
     config = AutoscalerConfig(policy=policy, shapes=(SHAPE,), max_workers=100_000,
                               max_launch_per_cycle=100_000, fixed_shape=SHAPE.name)
-    from orchestrator.autoscaler.model import Instance, InstanceState
+    from orchestrator.autoscaler.planner.model import Instance
+    from orchestrator.vocabulary import InstanceState
 
     needed = -(-jobs // SHAPE.cpus)
     booting: list[Instance] = []
@@ -362,23 +357,21 @@ def main() -> None:
               "projection, the instance-state filter already drops terminated instances and every "
               "live one is needed, so it grows with the pool, not with the queue; but the Cloud's "
               "botocore session loads an EC2 model whose Instance shape names only the 12 members "
-              "htcpool reads (`orchestrator/ec2_model.py`), so botocore still parses the whole XML "
-              "but no longer walks some 60 members per instance (the EC2 read took 0.31-0.42 s "
-              "before, at 741b022). Ads: the autoscaler reads the queue grouped by the schedd "
+              "htcpool reads (`orchestrator/aws/ec2_model.py`), so botocore still parses the "
+              "whole XML but does not walk some 60 members per instance. Ads: the autoscaler "
+              "reads the queue grouped by the schedd "
               "(`condor_q -group-by`, QueryOpt.GroupBy) on the 7 attributes it needs "
               f"(AUTOSCALER_JOB_ATTRS): the {args.jobs:,} idle jobs here "
               "(10 clusters, 2 requests) are 20 ads,"
               " and each running job is one, as its RemoteHost differs; an ad whose wanted "
               "attributes are all literals is read straight from json.loads, one with an expression"
               " is parsed and evaluated by classad2; a ClassAd's literals are read as items and "
-              "only expressions evaluated. `settle` moves the clients' service models (some 50,000 "
-              "objects for EC2) out of the collector's generations (gc.freeze) before the first "
-              "pass, as `htcpool autoscale` does; without it the full collections a pass triggers "
-              "walk them again each time; and the cyclic collector is paused during a pass "
-              "(reference counting frees its short-lived objects). Earlier versions of this section"
-              " timed a single first pass with ads handed over already evaluated (0.725 s at "
-              "42494ed), and read each job's ad (0.478 s from `-json`, 0.525 s from ClassAds at "
-              "04f22f0: ads 0.09 and 0.14 s)."]
+              "only expressions evaluated. `prepare_for_passes` moves the clients' service "
+              "models (some 50,000 objects for EC2) out of the collector's generations "
+              "(gc.freeze) before the first pass, as `htcpool autoscale` does; without it the "
+              "full collections a pass triggers walk them again each time; and the cyclic "
+              "collector is paused during a pass (reference counting frees its short-lived "
+              "objects)."]
     if js["cpu_s"] >= 0.5:
         st = js["stages"]
         lines += ["", f"The target is not met in this run: the EC2 read alone takes "
@@ -396,7 +389,7 @@ def main() -> None:
                   f"{js['stages']['ads']:.2f} s from JSON)."]
     text = "\n".join(lines) + "\n"
     print(text)
-    update_section("reconcile", "Autoscaler reconcile cost and reaction (issue 5)", text)
+    update_section("reconcile", "Autoscaler reconcile cost and reaction", text)
 
 
 if __name__ == "__main__":

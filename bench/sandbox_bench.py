@@ -123,7 +123,7 @@ def main() -> None:
         f" --repeat {args.repeat}"
     text = report(results, cmd)
     print(text)
-    update_section("sandbox", "Sandbox (issue 2)", text)
+    update_section("sandbox", "Sandbox", text)
 
 
 if __name__ == "__main__":

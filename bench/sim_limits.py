@@ -21,9 +21,9 @@ import numpy.typing as npt
 
 from bench.results import git_revision, machine, update_section
 from bench.sim_traces import TRACES
-from orchestrator.autoscaler import AutoscalerConfig
-from orchestrator.autoscaler.baselines import _pc_config
-from orchestrator.autoscaler.model import IdleJobs, Plan, Submitted
+from orchestrator.autoscaler.planner.baselines import parallelcluster_config
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.model import IdleJobs, Plan, Submitted
 from orchestrator.sim.engine import Simulation
 from orchestrator.sim.metrics import Bounds, bounds, measure
 from orchestrator.sim.pool import UP, SimParams
@@ -103,7 +103,7 @@ def main() -> None:
                          True))
             continue
         for idle in IDLE_TIMEOUTS:  # run by our engine, so the idle timeout can vary
-            cfg = _pc_config(base, fixed).model_copy(update={"idle_timeout_s": idle})
+            cfg = parallelcluster_config(base, fixed).model_copy(update={"idle_timeout_s": idle})
             jobs.append((trace, b, f"{name}|{idle:.0f}", cfg, False))
     t0 = time.monotonic()
     with mp.get_context("fork").Pool(args.processes) as pool:
@@ -142,7 +142,7 @@ def main() -> None:
         "",
         *split,
     ])
-    update_section("sim_limits", "Trace replay: the cells not met (issue 6)", body)
+    update_section("sim_limits", "Trace replay: the cells not met", body)
     print(body)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bench.policy_scale import observation
 from bench.results import git_revision, machine, update_section
-from orchestrator.autoscaler import AutoscalerConfig, plan
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.strategies import plan
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.report import markdown, plot, to_json
 from orchestrator.sim.runner import TraceReport, run_trace
@@ -145,7 +146,7 @@ def main() -> None:
     if args.no_write:
         print(body)
     else:
-        update_section("sim", "Trace-driven autoscaling (issue 6)", body)
+        update_section("sim", "Trace-driven autoscaling", body)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ File format (every key optional; unknown keys are errors that name the key):
     playbooks_dir = "playbooks"
     inventory = "inventory/aws_ec2.yml"
 
-    [autoscaler]                      # see orchestrator/autoscaler/config.py for every key
+    [autoscaler]                      # every key: docs/autoscaler.md
     policy = "binpack"                # binpack | naive | parallelcluster
     interval_s = 20
     idle_timeout_s = 150
@@ -70,7 +70,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.autoscaler.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
 from orchestrator.errors import ConfigError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

@@ -1,8 +1,8 @@
-"""The autoscaler's pure policy: `plan(Observation, AutoscalerConfig, now) -> Plan`."""
+"""The autoscaler, in two parts whose folders show what they may import:
 
-from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
-from orchestrator.autoscaler.model import Observation, Plan
-from orchestrator.autoscaler.policy import POLICIES, get_policy, plan
-
-__all__ = ["POLICIES", "AutoscalerConfig", "InstanceShape", "Observation", "Plan",
-           "get_policy", "plan"]
+- `planner/`: the pure policy, `plan(Observation, AutoscalerConfig, now) -> Plan`; it imports
+  neither boto3 nor htcondor and reads no clock (the simulator calls it too);
+- `runtime/`: what observes the pool, carries out a plan and loops (observe, executor, loop,
+  lease, metrics), acting through two small interfaces (ports.py) that the AWS and HTCondor
+  adapters implement; `runtime/build.py` wires the real ones.
+"""

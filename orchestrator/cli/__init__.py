@@ -1,9 +1,8 @@
 """The `htcpool` command: a root group whose subcommands are imported only when used.
 
 `main()` turns known errors into one line on stderr and an exit status; `--debug`
-re-raises them. Subcommand modules each expose a `typer.Typer` named `app` (a group) or a
-plain function (a single command) and are listed in `COMMANDS`, so `htcpool --help`
-imports neither boto3 nor htcondor.
+re-raises them. Subcommand modules each expose a click command or group and are listed in
+`COMMANDS`, so `htcpool --help` imports neither boto3 nor htcondor.
 """
 
 from __future__ import annotations
@@ -17,15 +16,15 @@ import click
 
 from orchestrator.errors import ExitStatus, HtcpoolError
 
-# name -> (module, attribute, one-line help). Attribute is a typer.Typer or a function.
+# name -> (module, attribute, one-line help). The attribute is a click command or group.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "sandbox": ("orchestrator.cli.sandbox", "app", "Local EC2/SSM sandbox with real hosts."),
     "instances": ("orchestrator.cli.instances", "app",
                   "List, create, start, stop, reboot, terminate."),
     "images": ("orchestrator.cli.images", "app", "The pool's worker images; bake a new one."),
     "image": ("orchestrator.cli.images", "app", "Same as `images` (image bake, image list)."),
-    "zones": ("orchestrator.cli.misc", "zones", "Availability zones of the region."),
-    "regions": ("orchestrator.cli.misc", "regions", "Regions available to the account."),
+    "zones": ("orchestrator.cli.account", "zones", "Availability zones of the region."),
+    "regions": ("orchestrator.cli.account", "regions", "Regions available to the account."),
     "pool": ("orchestrator.cli.pool", "app", "Pool views (condor_status)."),
     "queue": ("orchestrator.cli.pool", "queue", "Queue view (condor_q): per owner and batch."),
     "bootstrap": ("orchestrator.cli.provision", "bootstrap", "Run the bootstrap playbook."),
@@ -34,25 +33,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "autoscale": ("orchestrator.cli.scale", "autoscale", "Run the autoscaler loop."),
     "sim": ("orchestrator.cli.sim", "app", "Replay job traces through the autoscaler policy."),
     "menu": ("orchestrator.cli.menu", "menu", "The interactive numbered control panel."),
-    "config": ("orchestrator.cli.misc", "config", "Validate the configuration; show it."),
+    "config": ("orchestrator.cli.settings", "config", "Validate the configuration; show it."),
 }
 
 
 def _load(name: str) -> click.Command:
-    import typer.main
-
     module_name, attr, _ = COMMANDS[name]
-    obj = getattr(importlib.import_module(module_name), attr)
-    if isinstance(obj, click.Command):
-        cmd = obj
-    elif hasattr(obj, "registered_commands"):  # a typer.Typer
-        cmd = typer.main.get_command(obj)
-    else:
-        import typer
-
-        sub = typer.Typer(add_completion=False)
-        sub.command(name=name)(obj)
-        cmd = typer.main.get_command(sub)
+    cmd = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(cmd, click.Command):
+        raise TypeError(f"{module_name}.{attr} is not a click command")
     cmd.name = name
     return cmd
 

@@ -14,7 +14,7 @@ from orchestrator.config import Config, load_config
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrator.cloud import Cloud
+    from orchestrator.aws.ec2 import Cloud
 
 _CLOUDS: dict[str, Cloud] = {}  # one boto3 session per run (the menu reuses it)
 
@@ -34,7 +34,7 @@ def settings(ctx: click.Context | None = None, **extra: Any) -> Config:
 
 
 def cloud(ctx: click.Context | None = None, config: Config | None = None) -> Cloud:
-    from orchestrator.cloud import Cloud
+    from orchestrator.aws.ec2 import Cloud
 
     config = config or settings(ctx)
     key = config.model_dump_json()

@@ -1,8 +1,4 @@
-"""`htcpool instances list|start|stop|reboot|terminate|create`.
-
-Plain click (not typer): typer 0.29 vendors its own click, whose exceptions the root
-`main()` would not recognise as usage errors.
-"""
+"""`htcpool instances list|start|stop|reboot|terminate|create`."""
 
 from __future__ import annotations
 
@@ -12,6 +8,7 @@ from typing import Any
 
 import click
 
+from orchestrator.aws.ec2 import Lifecycle
 from orchestrator.cli.common import (
     cloud,
     complete_instance_ids,
@@ -23,8 +20,8 @@ from orchestrator.cli.common import (
 from orchestrator.errors import RefusedError
 
 COLUMNS = ("ID", "Name", "AMI", "Type", "State", "Monitoring", "Private IP", "Role")
-VERBS = {"start": "running", "stop": "stopped", "reboot": "running (status ok)",
-         "terminate": "terminated"}
+VERBS = {Lifecycle.START: "running", Lifecycle.STOP: "stopped",
+         Lifecycle.REBOOT: "running (status ok)", Lifecycle.TERMINATE: "terminated"}
 STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
 
 json_option = click.option("--json", "json_out", is_flag=True, help="JSON output.")
@@ -74,7 +71,7 @@ def list_(ctx: click.Context, states: tuple[str, ...], roles: tuple[str, ...], a
                 caption=f"{len(found)} instance(s)")
 
 
-def _act(ctx: click.Context, action: str, ids: tuple[str, ...], wait: bool, force: bool,
+def _act(ctx: click.Context, action: Lifecycle, ids: tuple[str, ...], wait: bool, force: bool,
          dry_run: bool, json_out: bool) -> None:
     c = cloud(ctx)
     todo = c.act(action, list(ids), force=force, dry_run=dry_run)
@@ -102,7 +99,7 @@ def _act(ctx: click.Context, action: str, ids: tuple[str, ...], wait: bool, forc
 def start(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
           json_out: bool) -> None:
     """Start stopped instances (waits until running unless --no-wait)."""
-    _act(ctx, "start", ids, wait, force, dry_run, json_out)
+    _act(ctx, Lifecycle.START, ids, wait, force, dry_run, json_out)
 
 
 @app.command()
@@ -111,7 +108,7 @@ def start(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry
 def stop(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
          json_out: bool) -> None:
     """Stop running instances (their jobs are lost; waits until stopped)."""
-    _act(ctx, "stop", ids, wait, force, dry_run, json_out)
+    _act(ctx, Lifecycle.STOP, ids, wait, force, dry_run, json_out)
 
 
 @app.command()
@@ -120,7 +117,7 @@ def stop(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_
 def reboot(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool, dry_run: bool,
            json_out: bool) -> None:
     """Reboot running instances (waits until their status checks pass)."""
-    _act(ctx, "reboot", ids, wait, force, dry_run, json_out)
+    _act(ctx, Lifecycle.REBOOT, ids, wait, force, dry_run, json_out)
 
 
 @app.command()
@@ -143,7 +140,7 @@ def terminate(ctx: click.Context, ids: tuple[str, ...], wait: bool, force: bool,
                                "nothing terminated") from None
         if not confirmed:
             raise RefusedError("not confirmed; nothing terminated")
-    _act(ctx, "terminate", ids, wait, force, dry_run, json_out)
+    _act(ctx, Lifecycle.TERMINATE, ids, wait, force, dry_run, json_out)
 
 
 @app.command()
@@ -167,7 +164,7 @@ def create(ctx: click.Context, count: int, ami: str | None, itypes: tuple[str, .
     """Launch workers: the pool's subnets, security group and profile, IMDSv2, pool tags."""
     import uuid
 
-    from orchestrator.cloud import LaunchRequest
+    from orchestrator.aws.records import LaunchRequest
 
     c = cloud(ctx)
     image = c.image(ami) if ami else c.newest_worker_image()
@@ -196,7 +193,7 @@ def create(ctx: click.Context, count: int, ami: str | None, itypes: tuple[str, .
     launched = c.launch(req)
     ids = [i.id for i in launched]
     if wait and ids:
-        c.wait("start", ids, progress_printer("running"))
+        c.wait(Lifecycle.START, ids, progress_printer("running"))
     final = c.describe(ids) if ids else []
     if json_out:
         print_json({"client_token": token, "instances": [i.to_json() for i in final]})

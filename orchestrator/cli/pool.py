@@ -10,7 +10,7 @@ import click
 from orchestrator.cli.common import cloud, print_json, print_table, settings
 
 if TYPE_CHECKING:
-    from orchestrator.condor import PoolSource
+    from orchestrator.condor.source import PoolSource
 
 
 def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,10 +26,10 @@ def view_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_view(ctx: click.Context, transport: str | None) -> PoolSource:
-    from orchestrator.condor import open_source
+    from orchestrator.condor.factory import pool_source_for
 
     config = settings(ctx)
-    return open_source(config, lambda: cloud(ctx, config), transport)
+    return pool_source_for(config, lambda: cloud(ctx, config), transport)
 
 
 @click.group(no_args_is_help=True)
@@ -43,7 +43,7 @@ def app() -> None:
 def status(ctx: click.Context, transport: str | None, constraint: str | None,
            json_out: bool) -> None:
     """Slots by machine: state, activity, load, memory; totals by state and activity."""
-    from orchestrator.condor_views import summarize_pool
+    from orchestrator.condor.views import summarize_pool
 
     source = open_view(ctx, transport)
     slots = source.slots(constraint)
@@ -71,7 +71,7 @@ def status(ctx: click.Context, transport: str | None, constraint: str | None,
 def queue(ctx: click.Context, transport: str | None, constraint: str | None,
           json_out: bool) -> None:
     """Jobs per owner and per batch: idle, running, held, totals (condor_q -allusers)."""
-    from orchestrator.condor_views import summarize_queue
+    from orchestrator.condor.views import summarize_queue
 
     source = open_view(ctx, transport)
     jobs = source.jobs(constraint)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
 if TYPE_CHECKING:
     from orchestrator.sandbox.settings import SandboxSettings
 
-app = typer.Typer(help="Local EC2/SSM sandbox whose instances are real hosts.",
-                  no_args_is_help=True, add_completion=False)
+json_option = click.option("--json", "json_out", is_flag=True, help="Print status as JSON.")
 
 
 def _settings() -> SandboxSettings:
@@ -23,12 +22,17 @@ def _settings() -> SandboxSettings:
 
 
 def _say(msg: str) -> None:
-    typer.echo(msg, err=True)
+    click.echo(msg, err=True)
+
+
+@click.group(no_args_is_help=True)
+def app() -> None:
+    """Local EC2/SSM sandbox whose instances are real hosts."""
 
 
 @app.command()
-def up(json_out: Annotated[bool, typer.Option("--json", help="Print status as JSON.")] = False
-       ) -> None:
+@json_option
+def up(json_out: bool) -> None:
     """Build or reuse the base image, start the emulator and print how to use it."""
     from orchestrator.sandbox import control
     from orchestrator.signals import raise_on_interrupt
@@ -48,8 +52,8 @@ def down() -> None:
 
 
 @app.command()
-def status(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False
-           ) -> None:
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable.")
+def status(json_out: bool) -> None:
     """Endpoint, region, credentials, base AMI and hosts."""
     from orchestrator.sandbox import control
 
@@ -57,24 +61,32 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="Machine-readab
 
 
 @app.command(name="exec", context_settings={"allow_interspersed_args": False})
-def exec_(host: Annotated[str, typer.Argument(help="Instance id, address, hostname or Name.")],
-          command: Annotated[list[str], typer.Argument(help="Command (after --).")]) -> None:
-    """Run a command as root on a sandbox host: `htcpool sandbox exec HOST -- CMD...`."""
+@click.argument("host")
+@click.argument("command", nargs=-1, required=True)
+def exec_(host: str, command: tuple[str, ...]) -> None:
+    """Run a command as root on a sandbox host: `htcpool sandbox exec HOST -- CMD...`.
+
+    HOST is an instance id, address, hostname or Name tag."""
     from orchestrator.sandbox import control
 
-    if command and command[0] == "--":
-        command = command[1:]
-    argv = control.host_command(_settings(), host, command)
+    argv = list(command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise click.UsageError("no command given (htcpool sandbox exec HOST -- CMD...)")
+    full = control.host_command(_settings(), host, argv)
     sys.stdout.flush()
-    os.execvp(argv[0], argv)
+    os.execvp(full[0], full)
 
 
 def _print_status(st: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(st, indent=2))
+        click.echo(json.dumps(st, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
+
+    from orchestrator.vocabulary import TAG_ROLE
 
     console = Console()
     console.print(f"endpoint   {st['endpoint_url']} (from hosts: {st['host_endpoint_url']})")
@@ -85,5 +97,5 @@ def _print_status(st: dict[str, Any], as_json: bool) -> None:
     table = Table("instance", "address", "hostname", "state", "role")
     for h in st["hosts"]:
         table.add_row(h["instance_id"], h["address"], h["hostname"], h["state"],
-                      h["tags"].get("htcpool:role", ""))
+                      h["tags"].get(TAG_ROLE, ""))
     console.print(table)

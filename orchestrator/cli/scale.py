@@ -16,48 +16,15 @@ from orchestrator.cli.common import cloud as get_cloud
 from orchestrator.cli.common import print_json, print_table, say, settings
 
 if TYPE_CHECKING:
-    from orchestrator.autoscaler.executor import LaunchSpec
-    from orchestrator.autoscaler.loop import Autoscaler, PassResult
-    from orchestrator.cloud import Cloud
-    from orchestrator.config import Config
-
-
-def _spec_factory(cloud: Cloud, config: Config) -> Any:
-    from orchestrator.autoscaler.executor import LaunchSpec
-
-    cache: list[LaunchSpec] = []
-
-    def spec() -> LaunchSpec:
-        if not cache:  # resolved only when a pass launches, once per run
-            cache.append(LaunchSpec(
-                image_id=cloud.newest_worker_image().id, subnets=cloud.worker_subnets(),
-                security_groups=cloud.worker_security_groups(),
-                instance_profile=config.worker_instance_profile,
-                key_name=config.worker.key_name))
-        return cache[0]
-    return spec
+    from orchestrator.autoscaler.runtime.loop import Autoscaler, PassResult
 
 
 def build_autoscaler(ctx: click.Context, transport: str | None,
                      emit: Any = None) -> Autoscaler:
-    from orchestrator.autoscaler.loop import Autoscaler
-    from orchestrator.condor import open_source
+    from orchestrator.autoscaler.runtime.build import build_autoscaler as build
 
     config = settings(ctx)
-    cloud = get_cloud(ctx, config)
-    source = open_source(config, lambda: cloud, transport)
-    return Autoscaler(cloud, source, config.autoscaler, _spec_factory(cloud, config), emit=emit)
-
-
-def settle(autoscaler: Autoscaler) -> None:
-    """Before the loop's first pass: create the EC2 client, then move every object alive so
-    far (the EC2 client's service model alone is some 50,000) out of the garbage collector's
-    generations (gc.freeze), so the full collections a pass triggers no longer walk them."""
-    import gc
-
-    autoscaler.cloud.client("ec2")
-    gc.collect()
-    gc.freeze()
+    return build(config, cloud=get_cloud(ctx, config), transport=transport, emit=emit)
 
 
 def _result_json(result: PassResult) -> dict[str, Any]:
@@ -143,7 +110,7 @@ def autoscale(ctx: click.Context, interval_s: float | None, dry_run: bool,
 
     Each decision is one JSON line on stderr. Only one autoscaler acts on a pool at a time:
     the others wait on a lease kept in SSM Parameter Store."""
-    from orchestrator.autoscaler.lease import Lease
+    from orchestrator.autoscaler.runtime.build import pool_lease, prepare_for_passes
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -153,12 +120,11 @@ def autoscale(ctx: click.Context, interval_s: float | None, dry_run: bool,
         autoscaler.config = autoscaler.config.model_copy(update={"interval_s": interval_s})
     if metrics_port is not None:
         autoscaler.metrics.serve(metrics_port)
-    lease = None if no_lease else Lease(autoscaler.cloud.client("ssm"), autoscaler.pool,
-                                        ttl_s=max(60.0, 3 * autoscaler.config.interval_s))
+    lease = None if no_lease else pool_lease(autoscaler)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    settle(autoscaler)
+    prepare_for_passes(autoscaler)
     autoscaler.event("start", interval_s=autoscaler.config.interval_s, dry_run=dry_run,
                      policy=autoscaler.config.policy)
     done = autoscaler.run_forever(stop, lease=lease, dry_run=dry_run, max_passes=passes)

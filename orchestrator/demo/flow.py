@@ -85,6 +85,7 @@ class Demo:
         self.settings = settings
         self.console = console
         self.state: dict[str, Any] | None = None
+        self.borrowed = False
         self.pool: Any = None
         self.events: list[dict[str, Any]] = []
         self.phases: dict[str, float] = {}
@@ -150,6 +151,9 @@ class Demo:
         self.say(f"htcpool demo: sandbox {self.settings.index} ({self.settings.state_dir}); "
                  f"{o.jobs} jobs; outputs in {o.out_dir}/")
         self.phase("sandbox_up")
+        # A sandbox that was up before the demo is someone's (a test session's, or one
+        # left with --keep): the demo removes its pool afterwards but leaves the sandbox.
+        self.borrowed = control.read_state(self.settings) is not None
         self.state = control.up(self.settings, progress=self.say)
         with aws_environment(self.state):
             with self.spinner("building the pool"):
@@ -164,18 +168,15 @@ class Demo:
             return self._burst()
 
     def _burst(self) -> Summary:
-        from orchestrator.autoscaler.loop import Autoscaler
-        from orchestrator.cli.scale import _spec_factory
-        from orchestrator.cloud import Cloud
-        from orchestrator.condor import open_source
+        from orchestrator.autoscaler.runtime.build import build_autoscaler
+        from orchestrator.aws.ec2 import Cloud
+        from orchestrator.condor.factory import pool_source_for
         from orchestrator.sandbox.pool import SANDBOX_SHAPE
 
         o, config = self.opts, self.pool.config
-        cloud = Cloud(config)
-        scaler = Autoscaler(cloud, open_source(config, lambda: cloud), config.autoscaler,
-                            _spec_factory(cloud, config), emit=self.on_event)
+        scaler = build_autoscaler(config, emit=self.on_event)
         watch_cloud = Cloud(config)
-        watch = open_source(config, lambda: watch_cloud)
+        watch = pool_source_for(config, lambda: watch_cloud)
         a = config.autoscaler
         self.say(f"autoscaler: every {a.interval_s:.0f} s, idle timeout {a.idle_timeout_s:.0f} "
                  f"s, {a.min_workers}..{a.max_workers} workers of {SANDBOX_SHAPE.name} "
@@ -204,7 +205,7 @@ class Demo:
                                                           default=0),
                             timed_out=timed_out)
         summary.phases = dict(self.phases)
-        self._write(summary, samples, history, hosts, batch)
+        self._write(summary, samples, history, hosts, batch, since)
         return summary
 
     def _watch(self, cloud: Any, source: Any, batch: str, t0: float, max_workers: int
@@ -238,7 +239,7 @@ class Demo:
         return history
 
     def _write(self, summary: Summary, samples: list[Sample], history: list[dict[str, Any]],
-               hosts: list[dict[str, Any]], batch: str) -> None:
+               hosts: list[dict[str, Any]], batch: str, since: float) -> None:
         from orchestrator.demo.chart import write_png
 
         o = self.opts
@@ -246,7 +247,9 @@ class Demo:
                    "samples": [s.to_json() for s in samples]}
         for name, data in records.items():
             o.raw(name).write_text(json.dumps(data, indent=1, default=str) + "\n")
-        out = {**summary.to_json(), "batch": batch, "jobs_seed": o.seed,
+        # `since`: when the autoscaler started; workers launched before it are not the
+        # demo's (the instance records cover the sandbox's whole life).
+        out = {**summary.to_json(), "batch": batch, "jobs_seed": o.seed, "since": since,
                "files": {name: str(o.raw(name)) for name in records} | {"png": str(o.png)}}
         o.summary_json.write_text(json.dumps(out, indent=2) + "\n")
         write_png(samples, summary.decisions, o.png,
@@ -259,14 +262,18 @@ class Demo:
 
     # --- afterwards ------------------------------------------------------------------------
     def finish(self) -> None:
-        """--keep: leave the sandbox up and say how to use it; else tear it all down."""
+        """--keep: leave the sandbox up and say how to use it; else remove the pool, then
+        take the sandbox down unless it was up before the demo."""
         if self.opts.keep:
             self._keep()
             return
         self.phase("teardown")
         if self.opts.teardown_playbook and self.pool is not None and self.state is not None:
             self._teardown_playbook()
-        control.down(self.settings, progress=self.say)
+        if self.borrowed:
+            self.say(f"the sandbox was up before the demo: left up ({self.settings.state_dir})")
+        else:
+            control.down(self.settings, progress=self.say)
         self.phase("")
 
     def _teardown_playbook(self) -> None:
@@ -309,13 +316,15 @@ class Demo:
                  "  htcpool sandbox down   # when done")
 
     def abort(self) -> None:
-        """Ctrl-C: stop everything we started and take the sandbox down."""
+        """Ctrl-C: stop everything we started and take the sandbox down (unless it was up
+        before the demo)."""
         self._stop.set()
         server = None
         with contextlib.suppress(OSError, ValueError):
             server = int(self.settings.pid_file.read_text())
         end_children(keep={server} if server else set())
-        control.down(self.settings, progress=lambda _m: None)
+        if not self.borrowed:
+            control.down(self.settings, progress=lambda _m: None)
 
     def close(self) -> None:
         self._log.close()
@@ -362,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         demo.abort()
-        print("\nhtcpool demo: interrupted; the sandbox is torn down", file=sys.stderr)
+        print("\nhtcpool demo: interrupted; " + ("the sandbox was up before the demo and is "
+              "left up" if demo.borrowed else "the sandbox is torn down"), file=sys.stderr)
         return 130
     finally:
         demo.close()

@@ -15,12 +15,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cloud import Cloud
-from orchestrator.cloud_records import Role, State
-from orchestrator.condor import JobStatus, PoolSource
+from orchestrator.aws.ec2 import Cloud
+from orchestrator.condor.records import JobStatus
+from orchestrator.condor.source import PoolSource
+from orchestrator.vocabulary import LIVE_STATES, InstanceState, Role
 
-WATCHED = [str(s) for s in (State.PENDING, State.RUNNING, State.STOPPING, State.STOPPED,
-                            State.SHUTTING_DOWN)]
+WATCHED = [str(s) for s in (*LIVE_STATES, InstanceState.SHUTTING_DOWN)]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def take_sample(cloud: Cloud, source: PoolSource, batch: str, submitted: int,
         group = by_instance.get(inst.id, [])
         if group:
             joined.add(inst.id)
-        if inst.state in (State.SHUTTING_DOWN, State.STOPPING) or \
+        if inst.state in (InstanceState.SHUTTING_DOWN, InstanceState.STOPPING) or \
                 (not group and inst.id in joined):
             terminating += 1
         elif not group:

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from orchestrator.vocabulary import TAG_ROLE, Role
+
 COMPLETED = 4
 # Executed actions worth a line on the timeline (plan/keep/note events are not decisions).
 ACTIONS = ("launch", "start", "drain", "terminate", "stop", "refused", "error")
@@ -48,7 +50,7 @@ def worker_lifetimes(hosts: Iterable[dict[str, Any]], since: float, now: float
     after `since`, from the emulator's transition records."""
     out = {}
     for host in hosts:
-        if host.get("tags", {}).get("htcpool:role") != "worker":
+        if host.get("tags", {}).get(TAG_ROLE) != Role.WORKER:
             continue
         transitions = sorted((float(t), str(s)) for t, s in host.get("transitions", []))
         pending = [t for t, s in transitions if s == "pending"]

@@ -28,11 +28,21 @@ IMAGE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-sftp-server", "python3",
     "python3-apt", "sudo", "iproute2", "ca-certificates", "procps", "less",
 ]
+
+
+def _autoscaler_debian_packages() -> list[str]:
+    """The "# debian: <package>" names of requirements/autoscaler.txt ("-": none), in order."""
+    path = Path(__file__).resolve().parents[2] / "requirements" / "autoscaler.txt"
+    if not path.is_file():
+        raise SandboxError(f"{path} is missing: the sandbox runs from a checkout of htcpool")
+    lines = [s for s in path.read_text().splitlines() if s.strip() and not s.startswith("#")]
+    return [n for n in (s.partition("# debian:")[2].strip() for s in lines) if n not in ("", "-")]
+
+
 # What the local repository offers: HTCondor, what the roles' first-boot unit needs, and
 # the run-time dependencies of htcpool itself (the master role's autoscaler service).
-REPO_PACKAGES = ["condor", "python3-boto3", "python3-debian", "gnupg", "python3-venv",
-                 "python3-click", "python3-rich", "python3-pydantic",
-                 "python3-prometheus-client", "python3-typer"]
+REPO_PACKAGES = ["condor", "python3-debian", "gnupg", "python3-venv",
+                 *_autoscaler_debian_packages()]
 KEY_FILE = "htcpool-sandbox.asc"
 
 Progress = Callable[[str], None]

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
-from orchestrator.cloud import Cloud, LaunchRequest, Role
+from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
+from orchestrator.aws.ec2 import Cloud, Lifecycle
+from orchestrator.aws.records import LaunchRequest
 from orchestrator.config import CondorSettings, Config, WorkerSettings
 from orchestrator.provision import REPO_ROOT, run_playbook
+from orchestrator.vocabulary import LaunchedBy, Role
 
 Progress = Callable[[str], None]
 # What a sandbox host offers HTCondor is the machine's own cores; the worker role caps it
@@ -108,12 +110,6 @@ def _playbook(config: Config, state: dict[str, Any], name: str, progress: Progre
                  extravars=extravars, progress=progress)
 
 
-def default_subnets(cloud: Cloud) -> list[str]:
-    found = cloud.ec2.describe_subnets(
-        Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
-    return [s["SubnetId"] for s in sorted(found, key=lambda s: s["AvailabilityZone"])]
-
-
 def launch_central_manager(cloud: Cloud, state: dict[str, Any]) -> str:
     """The pool's central manager, reused if one runs already (re-runs are safe)."""
     existing = cloud.pool_instances(states=["pending", "running"],
@@ -121,13 +117,13 @@ def launch_central_manager(cloud: Cloud, state: dict[str, Any]) -> str:
     if existing:
         return existing[0].id
     req = LaunchRequest(count=1, image_id=state["base_ami"], instance_types=["t3.medium"],
-                        subnets=default_subnets(cloud),
+                        subnets=cloud.default_subnets(),
                         security_groups=cloud.worker_security_groups(),
                         instance_profile=cloud.config.central_manager_instance_profile,
-                        role=Role.CENTRAL_MANAGER, launched_by="playbook",
+                        role=Role.CENTRAL_MANAGER, launched_by=LaunchedBy.PLAYBOOK,
                         client_token=f"{cloud.pool}-central-manager")
     (cm,) = cloud.launch(req)
-    cloud.wait("start", [cm.id])
+    cloud.wait(Lifecycle.START, [cm.id])
     return cm.id
 
 

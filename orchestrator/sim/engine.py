@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.autoscaler.baselines import PARALLELCLUSTER_IDLE_S
-from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
-from orchestrator.autoscaler.forecast import next_change
-from orchestrator.autoscaler.model import IdleJobs, Observation, Plan, Submitted
-from orchestrator.autoscaler.policy import get_policy
+from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
+from orchestrator.autoscaler.planner.forecast import next_change
+from orchestrator.autoscaler.planner.model import IdleJobs, Observation, Plan, Submitted
+from orchestrator.autoscaler.planner.strategies import get_strategy
 from orchestrator.sim.jobqueue import JobQueue
 from orchestrator.sim.pool import UP, SimParams, SimPool
 from orchestrator.sim.swf import Trace
@@ -58,11 +57,12 @@ class Simulation:
         self.cfg = config
         self.p = params
         self.static = static
-        self.policy = get_policy(config.policy)  # fail early on an unknown name
+        strategy = get_strategy(config.policy)  # fail early on an unknown name
+        self.policy = strategy.plan
+        self.timers = strategy.timers(config)
         self.pool = SimPool(params, config)
-        self.idle_timeout = (PARALLELCLUSTER_IDLE_S if config.policy == "parallelcluster"
-                             else config.idle_timeout_s)
-        self.surplus_idle = config.surplus_idle_s if config.policy == "binpack" else 0.0
+        self.idle_timeout = self.timers.idle_timeout_s
+        self.surplus_idle = self.timers.surplus_idle_s
         span = float(trace.submit[-1]) if len(trace) else 0.0
         self.sample_step = max(span / max(samples, 1), 1.0)
         # Set to a list to record every (observation, now, plan) (the contract tests do).
@@ -93,8 +93,8 @@ class Simulation:
         cpus, mem = tr.cpus.tolist(), tr.memory_mb.tolist()
         start = [math.nan] * n
         queue = JobQueue(submit)
-        delay = self.cfg.launch_delay_s if self.cfg.policy == "binpack" else 0.0
-        window = self.cfg.arrival_window_s if self.cfg.policy == "binpack" else 0.0
+        delay = self.timers.launch_delay_s
+        window = self.timers.arrival_window_s
         window_due = INF  # when the oldest recent arrival leaves the window
         comps: list[tuple[float, int, int]] = []  # (end, job, worker)
         timers: list[tuple[float, int, float]] = []  # (expiry, worker, unclaimed since)

@@ -10,7 +10,7 @@ import bisect
 import math
 from collections.abc import Iterator
 
-from orchestrator.autoscaler.model import IdleJobs
+from orchestrator.autoscaler.planner.model import IdleJobs
 
 Key = tuple[int, int]
 

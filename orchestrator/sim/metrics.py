@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from orchestrator.autoscaler.config import InstanceShape
+from orchestrator.autoscaler.planner.config import InstanceShape
 from orchestrator.sim.engine import RunResult
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.swf import Trace

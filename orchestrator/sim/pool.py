@@ -10,26 +10,24 @@ import heapq
 import random
 from dataclasses import dataclass
 
-from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
-from orchestrator.autoscaler.model import (
-    POOL_TAG,
-    ROLE_TAG,
+from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
+from orchestrator.autoscaler.planner.model import (
     IdleJobs,
     Instance,
-    InstanceState,
     Observation,
     Plan,
     RemovalAction,
     Startd,
     Submitted,
 )
+from orchestrator.vocabulary import TAG_POOL, TAG_ROLE, InstanceState
 
 POOL = "sim"
 BOOTING, UP, STOPPED, GONE = 0, 1, 2, 3
-_TAGS = {POOL_TAG: POOL, ROLE_TAG: "worker"}
+_TAGS = {TAG_POOL: POOL, TAG_ROLE: "worker"}
 # The central manager is in every observation, as on EC2: the policy must leave it alone.
 CENTRAL_MANAGER = Instance("i-cm", "m6i.large", InstanceState.RUNNING, 0.0,
-                           {POOL_TAG: POOL, ROLE_TAG: "central-manager"})
+                           {TAG_POOL: POOL, TAG_ROLE: "central-manager"})
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.autoscaler.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
 from orchestrator.sim.engine import RunResult, Simulation
 from orchestrator.sim.metrics import Bounds, Metrics, bounds, measure
 from orchestrator.sim.pool import SimParams

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
+from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
 from orchestrator.errors import ConfigError
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.swf import Trace

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from htcpool_testlib import CheckRun, make_check_runner
+
+from tests.support.ansible import CheckRun, make_check_runner
 
 
 @pytest.fixture

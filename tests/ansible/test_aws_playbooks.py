@@ -12,7 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
-from htcpool_testlib import BIN, REPO
+
+from tests.support.ansible import BIN, REPO
 
 
 @pytest.fixture
@@ -125,10 +126,12 @@ def test_the_central_manager_is_launched_with_its_profile_and_workers_with_their
         endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sandbox's (and the demo's) central manager, then a worker launched the way the
     autoscaler launches them (its LaunchSpec)."""
-    from orchestrator.cli.scale import _spec_factory
-    from orchestrator.cloud import Cloud, LaunchRequest
+    from orchestrator.autoscaler.runtime.build import launch_spec_source
+    from orchestrator.aws.ec2 import Cloud
+    from orchestrator.aws.records import LaunchRequest
     from orchestrator.config import Config
     from orchestrator.sandbox.pool import launch_central_manager
+    from orchestrator.vocabulary import LaunchedBy
 
     rc, out, _ = play(endpoint, tmp_path, "aws_resources.yml",
                       "-e", "htcpool_central_manager_autoscaler=true")
@@ -156,12 +159,12 @@ def test_the_central_manager_is_launched_with_its_profile_and_workers_with_their
                          {"Key": "htcpool:pool", "Value": "htcpool"},
                          {"Key": "htcpool:role", "Value": "worker-image"},
                          {"Key": "htcpool:version", "Value": "20260101-000000"}]}])
-    spec = _spec_factory(cloud, config)()
+    spec = launch_spec_source(cloud, config)()
     assert spec.instance_profile == "htcpool-htcpool-instance"
     (worker,) = cloud.launch(LaunchRequest(
         count=1, image_id=spec.image_id, instance_types=["t3.micro"], subnets=spec.subnets,
         security_groups=spec.security_groups, instance_profile=spec.instance_profile,
-        launched_by="autoscaler"))
+        launched_by=LaunchedBy.AUTOSCALER))
     assert profile(worker.id) == "htcpool-htcpool-instance"
     assert launch_central_manager(cloud, {"base_ami": base}) == cm  # reused, not relaunched
 

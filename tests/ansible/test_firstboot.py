@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import boto3
 import pytest
-from htcpool_testlib import ROLES
+
+from tests.support.ansible import ROLES
 
 SCRIPT = ROLES / "htcondor_worker" / "files" / "htcpool-worker-firstboot.py"
 INSTANCE_ID = "i-0abc1234def567890"

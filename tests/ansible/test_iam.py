@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from htcpool_testlib import REPO
+from tests.support.ansible import REPO
 
 IAM = REPO / "iam"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from htcpool_testlib import BIN, REPO
+
+from tests.support.ansible import BIN, REPO
 
 
 def plain(value: object) -> object:

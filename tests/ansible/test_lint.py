@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from htcpool_testlib import BIN, REPO
+
+from tests.support.ansible import BIN, REPO
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
 
@@ -57,6 +58,16 @@ def test_every_role_has_specs_readme_and_documented_defaults() -> None:
             assert name.startswith(role + "_"), name
             assert name in options, f"{name} missing from {role}/meta/argument_specs.yml"
             assert name in readme, f"{name} missing from {role}/README.md"
+
+
+def test_role_docs_are_generated_from_defaults() -> None:
+    """The roles' argument specs and README variable sections are what scripts/role_docs.py
+    makes of defaults/main.yml, and the master role's dependency lists what it makes of
+    requirements/autoscaler.txt."""
+    proc = subprocess.run([str(BIN / "python"), "scripts/role_docs.py", "--check"],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("scenario", ["sandbox", "bake"])

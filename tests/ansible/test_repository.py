@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from htcpool_testlib import OFFICIAL, PLATFORMS, UNSUPPORTED, make_check_runner
+
+from tests.support.ansible import OFFICIAL, PLATFORMS, UNSUPPORTED, make_check_runner
 
 REPO_TASKS = (
     "Ensure the HTCondor signing key is present.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from htcpool_testlib import PLATFORMS
+from tests.support.ansible import PLATFORMS
 
 SECRET = "eyJhbGciOiJIUzI1NiIsImtpZCI6IlBPT0wifQ.eyJpc3MiOiJodGNwb29sIn0.c2VjcmV0LXNpZ25hdHVyZQ"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from htcpool_testlib import (
+
+from tests.support.ansible import (
     OFFICIAL,
     PLATFORMS,
     condor_config,

@@ -7,7 +7,6 @@ and the EC2 records, never the autoscaler's own account of what it did.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -15,135 +14,26 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, PoolHandle, wait_for
+from tests.support.paths import HTCPOOL
+from tests.support.pool import (
+    PoolHandle,
+    config_with,
+    events,
+    history,
+    launched_since,
+    no_workers,
+    pool_report,
+    queue_states,
+    start_autoscaler,
+    stop_autoscaler,
+    submit,
+)
+from tests.support.sandbox import wait_for
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
-HTCPOOL = str(REPO / ".venv" / "bin" / "htcpool")
-
-
-def submit(pool: PoolHandle, count: int, seconds: int, cpus: int = 1, memory: int = 512,
-           owner: str = "alice") -> int:
-    out = pool.sandbox.exec(pool.cm, f"""set -e
-id {owner} >/dev/null 2>&1 || useradd -m {owner}
-cd /home/{owner}
-cat > job-$$.sub <<EOF
-executable = /bin/sleep
-arguments = {seconds}
-request_cpus = {cpus}
-request_memory = {memory}
-log = jobs.log
-queue {count}
-EOF
-chown {owner} job-$$.sub
-su {owner} -c "condor_submit -terse job-$$.sub"
-""").stdout
-    return int(out.strip().split(".")[0])
-
-
-def history(pool: PoolHandle, cluster: int) -> list[dict[str, Any]]:
-    out = pool.sandbox.exec(
-        pool.cm, f"condor_history -json -constraint 'ClusterId == {cluster}' -attributes "
-                 "ClusterId,ProcId,JobStatus,ExitCode,NumJobStarts,JobCurrentStartDate,"
-                 "CompletionDate", check=False).stdout.strip()
-    return json.loads(out) if out else []
-
-
-def queue_states(pool: PoolHandle, cluster: int) -> list[int]:
-    out = pool.sandbox.exec(pool.cm, "condor_q -allusers -json -attributes JobStatus "
-                                     f"-constraint 'ClusterId == {cluster}'",
-                            check=False).stdout.strip()
-    return [ad["JobStatus"] for ad in json.loads(out)] if out else []
-
-
-def start_autoscaler(pool: PoolHandle, log: Path, *extra: str,
-                     env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as f:
-        return subprocess.Popen([HTCPOOL, "autoscale", *extra], env=pool.env(**(env or {})),
-                                stdout=f, stderr=f, start_new_session=True)
-
-
-def stop_autoscaler(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=120)
-
-
-def events(log: Path) -> list[dict[str, Any]]:
-    return json_lines(log.read_text(errors="replace"))
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """The autoscaler's decision lines (one JSON object each) among other output."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-    return out
-
-
-def launched_since(pool: PoolHandle, since: float) -> list[dict[str, Any]]:
-    return [i for i in pool.workers(states=("pending", "running", "stopping", "stopped",
-                                            "shutting-down", "terminated"))
-            if i["LaunchTime"].timestamp() >= since - 1]
-
-
-def no_workers(pool: PoolHandle) -> bool:
-    """Nothing left that a worker could come back from (terminations have finished)."""
-    return not pool.workers(states=("pending", "running", "stopping", "stopped",
-                                    "shutting-down"))
-
-
-def pool_report(pool: PoolHandle, log: Path) -> str:
-    """What a failed wait leaves to go on: our workers in EC2 (state, htcpool tags), the
-    startd ads in the collector, each live worker's last StartLog lines, and the
-    autoscaler's last decisions."""
-    now = time.time()
-    lines = ["workers in EC2:"]
-    workers = pool.workers(states=("pending", "running", "stopping", "stopped", "shutting-down"))
-    for w in workers:
-        tags = {t["Key"]: t["Value"] for t in w.get("Tags", [])
-                if t["Key"] not in ("htcpool:pool", "htcpool:role", "Name")}
-        lines.append(f"  {w['InstanceId']} {w['State']['Name']}, launched "
-                     f"{now - w['LaunchTime'].timestamp():.0f}s ago, tags {tags}")
-    ads = pool.sandbox.exec(pool.cm, "condor_status -json -attributes "
-                                     "EC2InstanceId,State,Activity,EnteredCurrentState",
-                            check=False)
-    lines.append(f"startd ads in the collector: {ads.stdout.strip() or ads.stderr.strip()}")
-    for w in workers:
-        if w["State"]["Name"] == "running":
-            try:
-                tail = pool.sandbox.exec(w["InstanceId"], "tail -n 8 /var/log/condor/StartLog",
-                                         check=False).stdout
-            except Exception as exc:
-                tail = repr(exc)
-            lines.append(f"{w['InstanceId']} StartLog:\n{tail.rstrip()}")
-    decisions = [e for e in events(log) if e.get("event") != "plan"][-15:]
-    lines.append("autoscaler's last events:")
-    lines += [f"  {now - e.get('ts', now):.0f}s ago "
-              f"{json.dumps({k: v for k, v in e.items() if k not in ('ts', 'pool')})[:300]}"
-              for e in decisions]
-    return "\n".join(lines)
-
-
-def remove_all_jobs(pool: PoolHandle) -> None:
-    # Each owner removes their own jobs: root's tools authenticate with the pool's token
-    # here, an identity that may administer daemons but not edit other users' jobs.
-    pool.sandbox.exec(pool.cm, "for u in $(condor_q -allusers -af Owner | sort -u); do "
-                               "su $u -c 'condor_rm -all' >/dev/null 2>&1; done; true")
-
-
-@pytest.fixture
-def clean_pool(sandbox_pool: PoolHandle) -> PoolHandle:
-    """Start from what the autoscaler would leave: no workers, no jobs, no faults."""
-    sandbox_pool.sandbox.clear_faults()
-    remove_all_jobs(sandbox_pool)
-    left = [i["InstanceId"] for i in sandbox_pool.workers()]
-    sandbox_pool.sandbox.terminate(left)
-    return sandbox_pool
 
 
 def test_burst_scales_out_in_one_pass_runs_everything_and_returns_to_min(
@@ -271,22 +161,10 @@ def test_killing_the_autoscaler_at_random_points_loses_nothing(clean_pool: PoolH
     assert not pool.workers(), "no orphaned instance"
 
 
-def _config_with(pool: PoolHandle, directory: Path, **autoscaler: Any) -> dict[str, str]:
-    """The session pool's configuration with some autoscaler settings changed."""
-    from orchestrator.sandbox.pool import config_toml
-
-    config = pool.pool.config
-    changed = config.model_copy(update={"autoscaler": config.autoscaler.model_copy(
-        update=autoscaler)})
-    path = directory / "htcpool.toml"
-    path.write_text(config_toml(changed))
-    return {"HTCPOOL_CONFIG": str(path)}
-
-
 def test_warm_pool_stops_idle_workers_and_starts_them_before_launching(
         clean_pool: PoolHandle, tmp_path: Path) -> None:
     pool = clean_pool
-    env = _config_with(pool, tmp_path, warm_pool=True)
+    env = config_with(pool, tmp_path, warm_pool=True)
     log = tmp_path / "autoscale.log"
     proc = start_autoscaler(pool, log, env=env)
     try:
@@ -319,7 +197,7 @@ def test_jobs_that_arrive_while_an_idle_worker_drains_take_it_back(
     pool = clean_pool
     # A longer pass interval than the sandbox's 5 s leaves time to submit between the
     # drain and the removal.
-    env = _config_with(pool, tmp_path, interval_s=15.0)
+    env = config_with(pool, tmp_path, interval_s=15.0)
     log = tmp_path / "autoscale.log"
     proc = start_autoscaler(pool, log, env=env)
     try:
@@ -356,7 +234,7 @@ def test_a_worker_that_never_joins_is_replaced(clean_pool: PoolHandle, tmp_path:
     """A pool worker booted from an image without HTCondor never joins: after join_timeout_s
     the autoscaler terminates it and launches a working one for the waiting job."""
     pool = clean_pool
-    env = _config_with(pool, tmp_path, join_timeout_s=30.0)
+    env = config_with(pool, tmp_path, join_timeout_s=30.0)
     cluster = submit(pool, 1, seconds=5, cpus=2)
     tags = [{"ResourceType": "instance", "Tags": [
         {"Key": "htcpool:pool", "Value": pool.pool.config.pool},

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ManagerHtcpool, PoolHandle, wait_for
-from tests.e2e.test_autoscaler import (
+from tests.support.pool import (
+    ManagerHtcpool,
+    PoolHandle,
     history,
     json_lines,
     launched_since,
@@ -23,6 +24,7 @@ from tests.e2e.test_autoscaler import (
     remove_all_jobs,
     submit,
 )
+from tests.support.sandbox import wait_for
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 SERVICE = "htcpool-autoscaler"

@@ -1,8 +1,12 @@
 """`make demo`, shortened: the whole flow runs, and its summary agrees with HTCondor's job
 history and the emulator's instance records (the raw copies it saves next to the summary).
 
-The demo brings up and takes down its own sandbox (lifecycle), on index 0 by default (the
-session sandbox of the other tests uses index 1), in its own state directory.
+The demo runs on the session's sandbox, where the shared pool is already built, so it
+reuses the central manager and the worker image (as `make demo` does on a warm sandbox;
+building them is what the shared pool's own tests prove). It removes the pool afterwards
+(playbooks/teardown.yml) and leaves the sandbox it found up: so it runs after every test
+that needs the pool (marker `pool_teardown`). The Ctrl-C test brings up and takes down a
+sandbox of its own (lifecycle), on index 0 by default.
 """
 
 from __future__ import annotations
@@ -16,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
+from tests.support.pool import PoolHandle
 
-# The demo builds a whole pool (playbooks, image bake) before its burst: a long test.
-pytestmark = [pytest.mark.sandbox, pytest.mark.lifecycle, pytest.mark.slow,
-              pytest.mark.timeout(3000)]
 DEMO_DIR = Path(os.environ.get("HTCPOOL_TEST_DEMO_SANDBOX_DIR",
                                "/tmp/htcpool-tests/demo-sandbox"))
 DEMO_INDEX = int(os.environ.get("HTCPOOL_TEST_DEMO_SANDBOX_INDEX", "0"))
 JOBS = 8
+POOL = "htcpool"
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.timeout(3000)]
 
 
 def _settings() -> Any:
@@ -34,7 +38,7 @@ def _settings() -> Any:
 
 
 def _env() -> dict[str, str]:
-    """The demo's sandbox for the subprocess; skip if we cannot have it."""
+    """The Ctrl-C test's own sandbox for the subprocess; skip if we cannot have it."""
     if os.geteuid() != 0:
         pytest.skip("the sandbox needs root")
     from orchestrator.sandbox import control
@@ -48,19 +52,37 @@ def _env() -> dict[str, str]:
                 PATH=f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from orchestrator.sandbox import control
+def _pool_resources(pool: PoolHandle) -> dict[str, list[str]]:
+    """What of the pool is left in the sandbox's EC2, IAM and SSM."""
+    sandbox = pool.sandbox
+    ec2, iam, ssm = sandbox.client("ec2"), sandbox.client("iam"), sandbox.client("ssm")
+    tagged = [{"Name": "tag:htcpool:pool", "Values": [POOL]}]
+    instances = [i["InstanceId"] for r in ec2.describe_instances(Filters=[
+        *tagged, {"Name": "instance-state-name",
+                  "Values": ["pending", "running", "stopping", "stopped"]}])["Reservations"]
+                 for i in r["Instances"]]
+    images = [i["ImageId"] for i in ec2.describe_images(Owners=["self"], Filters=tagged)["Images"]]
+    groups = [g["GroupId"] for g in ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]]
+    roles = [r["RoleName"] for r in iam.list_roles()["Roles"]
+             if r["RoleName"].startswith(f"htcpool-{POOL}-")]
+    params = [p["Name"] for p in ssm.describe_parameters(ParameterFilters=[
+        {"Key": "Name", "Option": "BeginsWith", "Values": [f"/htcpool/{POOL}/"]}])["Parameters"]]
+    return {"instances": instances, "images": images, "security_groups": groups,
+            "roles": roles, "parameters": params}
 
-    env = _env()
+
+@pytest.fixture(scope="module")
+def demo(sandbox_pool: PoolHandle, tmp_path_factory: pytest.TempPathFactory
+         ) -> dict[str, Any]:
+    sandbox = sandbox_pool.sandbox
     out = tmp_path_factory.mktemp("demo")
+    env = {**sandbox.env(), "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator.demo", "--jobs", str(JOBS),
          "--summary-json", str(out / "summary.json"), "--png", str(out / "demo.png"),
          "--timeout", "1200"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=2700)
-    left = control.leftovers(_settings())
-    return {"proc": proc, "out": out, "left": left}
+    return {"proc": proc, "out": out, "left": _pool_resources(sandbox_pool)}
 
 
 def _load(demo: dict[str, Any], name: str) -> Any:
@@ -72,14 +94,18 @@ def _ok(demo: dict[str, Any]) -> None:
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
 
 
+@pytest.mark.pool_teardown
 def test_demo_runs_the_burst_and_leaves_nothing(demo: dict[str, Any]) -> None:
     _ok(demo)
     out = demo["proc"].stdout
     assert f"Jobs: {JOBS} of {JOBS} completed" in out
+    assert "reusing worker image" in out  # the shared pool's, not a second bake
+    assert "the sandbox was up before the demo: left up" in out
     assert "Traceback" not in demo["proc"].stderr
     assert not any(demo["left"].values()), demo["left"]
 
 
+@pytest.mark.pool_teardown
 def test_job_numbers_match_condor_history(demo: dict[str, Any]) -> None:
     _ok(demo)
     summary = _load(demo, "summary.json")
@@ -99,12 +125,16 @@ def test_job_numbers_match_condor_history(demo: dict[str, Any]) -> None:
     assert len({(ad["RequestCpus"], ad["RequestMemory"]) for ad in history}) > 1
 
 
+@pytest.mark.pool_teardown
 def test_instance_numbers_match_the_emulator(demo: dict[str, Any]) -> None:
     _ok(demo)
     summary = _load(demo, "summary.json")
     hosts = _load(demo, "summary.instances.json")
     history = _load(demo, "summary.history.json")
-    workers = [h for h in hosts if h["tags"].get("htcpool:role") == "worker"]
+    # The sandbox's records cover the whole session: the demo's workers are those
+    # launched since its autoscaler started.
+    workers = [h for h in hosts if h["tags"].get("htcpool:role") == "worker"
+               and min(t for t, s in h["transitions"] if s == "pending") >= summary["since"]]
     assert workers, "the autoscaler launched no worker"
     assert {h["tags"].get("htcpool:launched-by") for h in workers} == {"autoscaler"}
     total = 0.0
@@ -124,6 +154,7 @@ def test_instance_numbers_match_the_emulator(demo: dict[str, Any]) -> None:
     assert {"launch", "terminate"} <= actions, actions
 
 
+@pytest.mark.pool_teardown
 def test_chart_is_a_png(demo: dict[str, Any]) -> None:
     _ok(demo)
     import matplotlib.image
@@ -136,6 +167,7 @@ def test_chart_is_a_png(demo: dict[str, Any]) -> None:
     assert samples and max(s["jobs_done"] for s in samples) == JOBS
 
 
+@pytest.mark.lifecycle
 def test_ctrl_c_while_bootstrapping_tears_everything_down(tmp_path: Path) -> None:
     """Interrupted in the middle of a playbook: exit 130, one line, nothing left (no host,
     mount, link, namespace, nor an ansible-playbook still working on the inventory)."""

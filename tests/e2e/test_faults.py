@@ -10,39 +10,28 @@ import random
 import shlex
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
 import pytest
 
-from tests.conftest import PoolHandle, wait_for
-from tests.e2e.test_autoscaler import (
-    _config_with,
+from tests.support.pool import (
+    PoolHandle,
+    config_with,
     events,
     history,
     launched_since,
     no_workers,
     pool_report,
-    remove_all_jobs,
     start_autoscaler,
     stop_autoscaler,
     submit,
 )
+from tests.support.sandbox import wait_for
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 SEED = int(os.environ.get("HTCPOOL_TEST_SEED", "7"))
-
-
-@pytest.fixture
-def clean_pool(sandbox_pool: PoolHandle) -> Iterator[PoolHandle]:
-    sandbox_pool.sandbox.clear_faults()
-    remove_all_jobs(sandbox_pool)
-    sandbox_pool.sandbox.terminate([i["InstanceId"] for i in sandbox_pool.workers()])
-    yield sandbox_pool
-    sandbox_pool.sandbox.clear_faults()
-    sandbox_pool.sandbox.exec(sandbox_pool.cm, "systemctl start condor")
 
 
 def _one_error_line(stderr: str) -> str:
@@ -139,7 +128,7 @@ def _autoscale_leased(pool: PoolHandle, tmp_path: Path, count: int, seconds: int
                       lease_s: int, **settings: Any) -> tuple[int, Path, Popen[bytes]]:
     """Submit `count` whole-worker jobs (see _submit_leased) and start the autoscaler, with
     these autoscaler settings changed if any; the cluster, its log and its process."""
-    env = _config_with(pool, tmp_path, **settings) if settings else None
+    env = config_with(pool, tmp_path, **settings) if settings else None
     cluster = _submit_leased(pool, count, seconds=seconds, lease_s=lease_s)
     log = tmp_path / "autoscale.log"
     return cluster, log, start_autoscaler(pool, log, env=env)

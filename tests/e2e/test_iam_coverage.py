@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.iam_lib import (
+from tests.support.iam import (
     GRANTED_NOT_CALLED,
     INSTANCE_GRANTED_NOT_CALLED,
     KNOWN_MISSING,
@@ -51,7 +51,7 @@ NOT_EXERCISED_IN_SANDBOX: dict[str, str] = {
     "iam:TagInstanceProfile": "aws_resources.yml",
     "iam:PassRole": "checked by IAM on RunInstances with a profile; never an API call",
     "ssm:AddTagsToResource": "community.aws.ssm_parameter with tags (central manager play)",
-    "ssm:CancelCommand": "orchestrator/ssm.py cancels a command past its deadline; "
+    "ssm:CancelCommand": "orchestrator/aws/ssm.py cancels a command past its deadline; "
                          "tests/integration/test_ssm_wait.py covers it against moto",
 }
 
@@ -59,7 +59,7 @@ NOT_EXERCISED_IN_SANDBOX: dict[str, str] = {
 # the bake and teardown.yml against the sandbox, and the autoscaler tests take back a
 # draining worker (DeleteTags). A session that ran all of them must have called each.
 FULL_SESSION_FILES = ("tests/e2e/test_demo.py", "tests/e2e/test_autoscaler.py",
-                      "tests/e2e/test_a_roles_molecule.py")
+                      "tests/e2e/test_roles_molecule.py")
 FULL_SESSION_ONLY: dict[str, str] = {
     "sts:GetCallerIdentity": "aws_resources.yml (aws_caller_info)",
     "ec2:CreateSecurityGroup": "aws_resources.yml",

@@ -131,8 +131,24 @@ def test_status_is_the_same_through_every_transport(pool: Pool) -> None:
 
 
 def test_status_table(pool: Pool) -> None:
-    out = pool.run("pool", "status").stdout
-    assert "Machine" in out and "Totals" in out and "Memory MB" in out
+    """The table shows each slot (its machine and instance) and totals equal to --json's."""
+    import re
+
+    data = pool.json("pool", "status", "--transport", "ssm")
+    out = pool.run("pool", "status", "--transport", "ssm").stdout
+    assert data["slots"]
+    for slot in data["slots"]:
+        row = next((ln for ln in out.splitlines() if slot["machine"] in ln
+                    and f" {slot['name'].split('@')[0]} " in ln), "")
+        assert slot["ec2_instance_id"] and slot["ec2_instance_id"] in row, (slot, out)
+        assert slot["state"] in row and f"{slot['cpus']}" in row, (slot, row)
+    totals = data["totals"]
+    states = [n for _, n in sorted(totals["by_state"].items())]
+    after = out[out.index("Totals"):]
+    numbers = next([int(x) for x in re.findall(r"\d+", ln)] for ln in after.splitlines()
+                   if re.search(r"\d", ln))
+    assert numbers == [totals["machines"], totals["slots"], totals["cpus"],
+                       totals["memory_mb"], *states], out
 
 
 def test_queue_counts_per_owner_and_batch(pool: Pool, jobs: dict[str, int]) -> None:
@@ -151,7 +167,7 @@ def test_idle_jobs_for_the_autoscaler(pool: Pool, jobs: dict[str, int],
                                       manager_htcpool: Any) -> None:
     """What the autoscaler reads through the htcondor bindings on the central manager (the
     htcpool the master role installed there)."""
-    script = ("import json; from orchestrator.condor import LocalSource; "
+    script = ("import json; from orchestrator.condor.source import LocalSource; "
               "print(json.dumps([[j.owner, j.status.name, j.batch_name, j.request_cpus, "
               "j.request_memory_mb] for j in LocalSource().idle_jobs()]))")
     out = pool.sandbox.exec(pool.cm["InstanceId"],
@@ -178,15 +194,17 @@ GROUPS_OWNER = "e2egroups"
 GROUPED_SCRIPT = """
 import json, sys
 from collections import Counter
-from orchestrator.condor import AUTOSCALER_JOB_ATTRS, LocalSource, open_source
+from orchestrator.condor.factory import pool_source_for
+from orchestrator.condor.records import AUTOSCALER_JOB_ATTRS
+from orchestrator.condor.source import LocalSource
 from orchestrator.config import load_config
 
 if sys.argv[1] == "local":
     source = LocalSource()
 else:
-    from orchestrator.cloud import Cloud
+    from orchestrator.aws.ec2 import Cloud
     config = load_config()
-    source = open_source(config, lambda: Cloud(config), sys.argv[1])
+    source = pool_source_for(config, lambda: Cloud(config), sys.argv[1])
 wanted = "JobStatus == 1 || JobStatus == 2"
 def tally(jobs):
     out = Counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import SandboxHandle, wait_for
+from tests.support.sandbox import SandboxHandle, wait_for
 
 pytestmark = pytest.mark.sandbox
 

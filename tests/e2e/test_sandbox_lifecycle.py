@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, sandbox_settings, wait_for
+from tests.support.paths import REPO
+from tests.support.sandbox import sandbox_settings, wait_for
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.lifecycle]
 HTCPOOL = str(REPO / ".venv" / "bin" / "htcpool")

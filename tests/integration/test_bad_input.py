@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bad_input_lib import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orchestrator.errors import ExitStatus
+from tests.support.bad_input import (
     Case,
     Outcome,
     Tally,
@@ -34,10 +38,6 @@ from bad_input_lib import (
     snapshot,
     verdict,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from orchestrator.errors import ExitStatus
 
 REPO = Path(__file__).resolve().parents[2]
 HTCPOOL = REPO / ".venv" / "bin" / "htcpool"
@@ -126,7 +126,7 @@ def test_config_not_utf8_or_not_toml(aws: Any, tmp_path: Path, body: bytes) -> N
 def test_no_region_anywhere(aws: Any, tmp_path: Path) -> None:
     case = Case("env", ["zones"], env={"HTCPOOL_REGION": None, "AWS_REGION": None,
                                        "AWS_DEFAULT_REGION": None})
-    from bad_input_lib import run_in_process
+    from tests.support.bad_input import run_in_process
 
     argv, env = prepare(case, tmp_path)
     outcome = run_in_process(argv, env)
@@ -135,7 +135,7 @@ def test_no_region_anywhere(aws: Any, tmp_path: Path) -> None:
 
 
 def test_no_credentials_anywhere(aws: Any, tmp_path: Path) -> None:
-    from bad_input_lib import run_in_process
+    from tests.support.bad_input import run_in_process
 
     case = Case("env", ["instances", "list"],
                 env={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None})
@@ -165,7 +165,7 @@ SUBPROCESS_CASES = [
 def test_entry_point_matches_in_process(aws: Any, tmp_path: Path, index: int) -> None:
     """`htcpool` as a process gives the same exit status and error line as main() in-process
     (credentials reach it through the environment only)."""
-    from bad_input_lib import run_in_process
+    from tests.support.bad_input import run_in_process
 
     case = SUBPROCESS_CASES[index]
     before = snapshot(aws.ec2)
@@ -190,7 +190,7 @@ def test_entry_point_matches_in_process(aws: Any, tmp_path: Path, index: int) ->
 # --- the fixes these properties led to, pinned -----------------------------------------------
 
 def _run(tmp_path: Path, case: Case) -> Outcome:
-    from bad_input_lib import run_in_process
+    from tests.support.bad_input import run_in_process
 
     argv, env = prepare(case, tmp_path)
     outcome = run_in_process(argv, env, case.stdin)

@@ -1,4 +1,4 @@
-"""orchestrator.cloud as the autoscaler's executor uses it, against moto. Conditions moto
+"""orchestrator.aws.ec2 as the autoscaler's executor uses it, against moto. Conditions moto
 cannot produce (capacity errors, instances that never reach a state) are injected with
 botocore `before-call` handlers on the real client."""
 
@@ -10,9 +10,11 @@ from urllib.parse import parse_qs
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
-from orchestrator.cloud import Cloud, LaunchRequest, Role, State
+from orchestrator.aws.ec2 import Cloud
+from orchestrator.aws.records import LaunchRequest
 from orchestrator.config import Config
 from orchestrator.errors import HtcpoolError, NotFoundError, RefusedError, WaitTimeout
+from orchestrator.vocabulary import InstanceState, LaunchedBy, Role
 
 
 @pytest.fixture()
@@ -39,12 +41,12 @@ def request(aws: Any, cloud: Cloud, count: int, types: list[str], token: str = "
     return LaunchRequest(count=count, image_id=aws.images["20260301-000000"],
                          instance_types=types, subnets=[aws.subnet], security_groups=[aws.sg],
                          instance_profile="htcpool-testpool-instance", client_token=token,
-                         launched_by="autoscaler")
+                         launched_by=LaunchedBy.AUTOSCALER)
 
 
 def test_pool_instances_filters(aws: Any, cloud: Cloud) -> None:
     assert {i.id for i in cloud.pool_instances()} == {aws.cm, *aws.workers}
-    workers = cloud.pool_instances(roles=[Role.WORKER], states=[State.RUNNING])
+    workers = cloud.pool_instances(roles=[Role.WORKER], states=[InstanceState.RUNNING])
     assert {i.id for i in workers} == set(aws.workers)
     assert cloud.central_manager().id == aws.cm
 
@@ -58,7 +60,7 @@ def test_launch_tags_and_falls_back_on_capacity(aws: Any, cloud: Cloud) -> None:
         return _error("InsufficientInstanceCapacity") \
             if query["InstanceType"] == ["c5.large"] else None
 
-    cloud.ec2.meta.events.register("before-call.ec2.RunInstances", no_large)
+    cloud.hooks().register("before-call.ec2.RunInstances", no_large)
     launched = cloud.launch(request(aws, cloud, 2, ["c5.large", "m5.large"]))
     assert len(launched) == 2 and {i.instance_type for i in launched} == {"m5.large"}
     assert seen[0]["InstanceType"] == ["c5.large"]
@@ -69,7 +71,7 @@ def test_launch_tags_and_falls_back_on_capacity(aws: Any, cloud: Cloud) -> None:
 
 
 def test_launch_reports_no_capacity_anywhere(aws: Any, cloud: Cloud) -> None:
-    cloud.ec2.meta.events.register("before-call.ec2.RunInstances",
+    cloud.hooks().register("before-call.ec2.RunInstances",
                                    lambda **_: _error("InsufficientInstanceCapacity"))
     with pytest.raises(HtcpoolError, match=r"launched 0 of 3.*c5\.large in subnet-"):
         cloud.launch(request(aws, cloud, 3, ["c5.large"]))
@@ -78,7 +80,7 @@ def test_launch_reports_no_capacity_anywhere(aws: Any, cloud: Cloud) -> None:
 def test_launch_client_tokens_are_deterministic(aws: Any, cloud: Cloud) -> None:
     # moto does not honour ClientToken, so check what EC2 would see: the same tokens again.
     tokens: list[list[str]] = []
-    cloud.ec2.meta.events.register(
+    cloud.hooks().register(
         "before-call.ec2.RunInstances",
         lambda params, **_: tokens.append(_query(params)["ClientToken"]))
     cloud.launch(request(aws, cloud, 2, ["t3.small"], token="same"))
@@ -99,7 +101,7 @@ def test_wait_times_out_with_the_current_state(aws: Any, cloud: Cloud) -> None:
     w = aws.workers[0]
     stuck = {"Reservations": [{"Instances": [{"InstanceId": w, "State": {"Name": "stopping"},
                                               "Tags": []}]}]}
-    cloud.ec2.meta.events.register(
+    cloud.hooks().register(
         "before-call.ec2.DescribeInstances",
         lambda **_: (AWSResponse("http://moto.invalid/", 200, HTTPHeaders(), None), stuck))
     expected = rf"{w} did not become stopped within 0\.5 s \(it is stopping\)"
@@ -133,7 +135,7 @@ def test_spot_first_then_on_demand_where_spot_has_no_capacity(aws: Any, cloud: C
         return _error("InsufficientInstanceCapacity") \
             if spot and query["InstanceType"] == ["c5.large"] else None
 
-    cloud.ec2.meta.events.register("before-call.ec2.RunInstances", no_spot_for_c5)
+    cloud.hooks().register("before-call.ec2.RunInstances", no_spot_for_c5)
     req = request(aws, cloud, 2, ["c5.large", "m5.large"])
     launched = cloud.launch(LaunchRequest(**{**req.__dict__, "spot": True}))
     # Spot of every type before any on-demand: m5.large spot had room.
@@ -155,14 +157,14 @@ def test_spot_falls_back_to_on_demand_with_its_own_client_tokens(aws: Any,
         return _error("MaxSpotInstanceCountExceeded") \
             if query.get("InstanceMarketOptions.MarketType") == ["spot"] else None
 
-    cloud.ec2.meta.events.register("before-call.ec2.RunInstances", no_spot)
+    cloud.hooks().register("before-call.ec2.RunInstances", no_spot)
     req = request(aws, cloud, 1, ["c5.large"], token="tok")
     (inst,) = cloud.launch(LaunchRequest(**{**req.__dict__, "spot": True}))
     assert [q["ClientToken"][0] for q in seen] == ["tok-s0-0-0", "tok-0-0-0"]
     assert "InstanceMarketOptions.MarketType" not in seen[-1]
     assert inst.instance_type == "c5.large"
     # No capacity either way: the error names both attempts.
-    cloud.ec2.meta.events.register("before-call.ec2.RunInstances",
+    cloud.hooks().register("before-call.ec2.RunInstances",
                                    lambda **_: _error("InsufficientInstanceCapacity"))
     with pytest.raises(HtcpoolError, match=r"launched 0 of 1 .*spot c5\.large in subnet-\S+: "
                        r"MaxSpotInstanceCountExceeded; c5\.large in subnet-\S+: Insufficient"):
@@ -171,21 +173,22 @@ def test_spot_falls_back_to_on_demand_with_its_own_client_tokens(aws: Any,
 
 def test_instances_read_through_the_narrowed_model_equal_the_full_ones(aws: Any,
                                                                         cloud: Cloud) -> None:
-    """A Cloud parses EC2 replies with a model whose Instance shape names only what
-    Instance.from_api reads; its records must equal those read with botocore's full model."""
+    """A Cloud parses EC2 replies with a model whose Ec2Instance shape names only what
+    Ec2Instance.from_api reads; its records must equal those read with botocore's full model."""
     import boto3
 
-    from orchestrator.cloud_records import Instance
-    from orchestrator.ec2_model import INSTANCE_MEMBERS
+    from orchestrator.aws.ec2_model import INSTANCE_MEMBERS
+    from orchestrator.aws.records import Ec2Instance
 
     narrowed = cloud.pool_instances(all_pools=True)
-    assert set(cloud.ec2.meta.service_model.shape_for("Instance").members) == INSTANCE_MEMBERS
+    model = cloud.client("ec2").meta.service_model
+    assert set(model.shape_for("Instance").members) == INSTANCE_MEMBERS
     session = boto3.Session(region_name="us-east-1")
     session._session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=str)  # as Cloud reads timestamps
     full = session.client("ec2", endpoint_url=aws.endpoint)
     assert set(full.meta.service_model.shape_for("Instance").members) > INSTANCE_MEMBERS
-    raw = [Instance.from_api(i) for r in full.describe_instances()["Reservations"]
+    raw = [Ec2Instance.from_api(i) for r in full.describe_instances()["Reservations"]
            for i in r["Instances"]]
     assert len(narrowed) >= 3
     assert sorted(narrowed, key=lambda i: i.id) == sorted(raw, key=lambda i: i.id)
@@ -194,7 +197,7 @@ def test_instances_read_through_the_narrowed_model_equal_the_full_ones(aws: Any,
 def test_the_full_model_is_used_when_the_narrowed_one_cannot_be_written(tmp_path: Any) -> None:
     import boto3
 
-    from orchestrator.ec2_model import narrowed_data_path, use_narrowed_model
+    from orchestrator.aws.ec2_model import narrowed_data_path, use_narrowed_model
 
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")

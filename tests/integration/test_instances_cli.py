@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers_cli import one_line_error
-
 from orchestrator.errors import ExitStatus
+from tests.support.cli import one_line_error
 
 POOL = "testpool"
 

@@ -99,7 +99,7 @@ def test_ssh_transport_argv_carries_no_credentials(canary: Any, cli: Any, tmp_pa
         seen.append(list(argv))
         return subprocess.CompletedProcess(argv, 0, "[]", "")
 
-    monkeypatch.setattr("orchestrator.condor_remote.subprocess.run", fake_run)
+    monkeypatch.setattr("orchestrator.condor.remote.subprocess.run", fake_run)
     config = tmp_path / "ssh.toml"
     config.write_text('[condor]\nssh_host = "cm.invalid"\nssh_user = "admin"\n'
                       'ssh_key_file = "~/.ssh/pool"\n')

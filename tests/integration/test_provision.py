@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_cli import one_line_error
 
 from orchestrator.config import Config
 from orchestrator.errors import ExitStatus, NotFoundError
 from orchestrator.provision import ProvisionError, run_playbook
+from tests.support.cli import one_line_error
 
 PLAYBOOK = """\
 - name: Exercise the runner

@@ -12,8 +12,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from orchestrator.aws.ssm import SsmCommandError, backoff_delays, run_command
 from orchestrator.errors import WaitTimeout
-from orchestrator.ssm import SsmCommandError, backoff_delays, run_command
 
 
 class FakeTime:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers_cli import one_line_error
-
 from orchestrator.errors import ExitStatus
+from tests.support.cli import one_line_error
 
 
 def test_zones_table_and_json(aws: Any, cli: Any) -> None:

@@ -3,17 +3,13 @@ safety rules, with a recording fake cloud (the live behaviour is tested on the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.autoscaler.config import AutoscalerConfig, InstanceShape
-from orchestrator.autoscaler.executor import Executor, LaunchSpec, fallback_types
-from orchestrator.autoscaler.model import (
-    JOINED_TAG,
-    MISSING_SINCE_TAG,
+from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
+from orchestrator.autoscaler.planner.model import (
     Drain,
     Launch,
     Plan,
@@ -22,21 +18,25 @@ from orchestrator.autoscaler.model import (
     Replacement,
     Undrain,
 )
-from orchestrator.autoscaler.observe import IDLE_SINCE_TAG, build
-from orchestrator.cloud_records import Instance, LaunchRequest, State
-from orchestrator.condor import Job, JobStatus, Slot
+from orchestrator.autoscaler.runtime.executor import Executor, LaunchSpec, fallback_types
+from orchestrator.autoscaler.runtime.fakes import RecordingCloud, RecordingCondor
+from orchestrator.autoscaler.runtime.observe import build
+from orchestrator.aws.records import Ec2Instance
+from orchestrator.condor.records import Job, JobStatus, Slot
+from orchestrator.vocabulary import TAG_IDLE_SINCE, TAG_JOINED, TAG_MISSING_SINCE, InstanceState
 
 NOW = 1_800_000_000.0
 
 
 def inst(iid: str, role: str | None = "worker", pool: str | None = "p",
-         state: State = State.RUNNING, tags: dict[str, str] | None = None) -> Instance:
+         state: InstanceState = InstanceState.RUNNING,
+         tags: dict[str, str] | None = None) -> Ec2Instance:
     all_tags = dict(tags or {})
     if pool:
         all_tags["htcpool:pool"] = pool
     if role:
         all_tags["htcpool:role"] = role
-    return Instance(id=iid, name=iid, image_id="ami-1", instance_type="c6i.large", state=state,
+    return Ec2Instance(id=iid, name=iid, image_id="ami-1", instance_type="c6i.large", state=state,
                     monitoring="disabled", private_ip="198.18.0.9", private_dns=None,
                     public_ip=None, zone="us-east-1a", subnet_id="subnet-1",
                     launch_time="2027-01-15T08:00:00+00:00", tags=all_tags)
@@ -71,16 +71,16 @@ def test_partitionable_slots_sum_into_one_startd_with_free_and_claimed() -> None
 
 def test_idle_since_is_recorded_in_a_tag_and_cleared_when_claimed() -> None:
     first = build("p", [inst("i-a")], [slot("i-a")], [], NOW)
-    assert first.tags.set[IDLE_SINCE_TAG] == {"i-a": f"{NOW:.0f}"}
+    assert first.tags.set[TAG_IDLE_SINCE] == {"i-a": f"{NOW:.0f}"}
     assert first.observation.startds[0].unclaimed_since == NOW
     # After a restart the tag is the memory: the clock keeps running from it.
-    later = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000", JOINED_TAG: "1"})],
+    later = build("p", [inst("i-a", tags={TAG_IDLE_SINCE: "1799999000", TAG_JOINED: "1"})],
                   [slot("i-a")], [], NOW)
     assert later.observation.startds[0].unclaimed_since == 1799999000.0
     assert later.tags.empty
-    claimed = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})],
+    claimed = build("p", [inst("i-a", tags={TAG_IDLE_SINCE: "1799999000"})],
                     [slot("i-a", state="Claimed", kind="Dynamic")], [], NOW)
-    assert claimed.tags.clear[IDLE_SINCE_TAG] == ["i-a"]
+    assert claimed.tags.clear[TAG_IDLE_SINCE] == ["i-a"]
 
 
 def test_draining_startds_offer_no_free_capacity_and_foreign_startds_are_ignored() -> None:
@@ -98,81 +98,20 @@ def test_idle_jobs_are_grouped_by_request_and_cluster() -> None:
     assert sorted((g.request_cpus, g.count) for g in groups) == [(1, 500), (4, 3)]
 
 
-@dataclass
-class FakeEC2:
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def create_tags(self, **kw: Any) -> None:
-        self.calls.append(("create_tags", kw))
-
-    def delete_tags(self, **kw: Any) -> None:
-        self.calls.append(("delete_tags", kw))
-
-
-@dataclass
-class FakeCloud:
-    """Records what the executor asks for, like cluster-autoscaler's test cloud provider."""
-
-    ec2: FakeEC2 = field(default_factory=FakeEC2)
-    launches: list[LaunchRequest] = field(default_factory=list)
-    terminated: list[str] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
-
-    def launch(self, req: LaunchRequest) -> list[Instance]:
-        self.launches.append(req)
-        return [inst(f"i-new{n}") for n in range(req.count)]
-
-    def terminate(self, ids: list[str]) -> list[Instance]:
-        self.terminated += ids
-        return []
-
-    def stop(self, ids: list[str]) -> list[Instance]:
-        self.stopped += ids
-        return []
-
-    def start(self, ids: list[str]) -> list[Instance]:
-        self.started += ids
-        return []
-
-
-@dataclass
-class FakeOps:
-    slots: dict[str, list[Slot]] = field(default_factory=dict)
-    drained: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-
-    def drain(self, machines: list[str]) -> dict[str, str]:
-        self.drained += machines
-        return {}
-
-    def cancel_drain(self, machines: list[str]) -> dict[str, str]:
-        self.cancelled += machines
-        return {}
-
-    def slots_of(self, ids: list[str]) -> dict[str, list[Slot]]:
-        return {i: self.slots.get(i, []) for i in ids}
-
-    forgotten: list[str] = field(default_factory=list)
-
-    def forget(self, ids: list[str]) -> None:
-        self.forgotten += ids
-
-
 SPEC = LaunchSpec(image_id="ami-w", subnets=["subnet-1", "subnet-2"],
                   security_groups=["sg-1"], instance_profile="p-worker")
 
 
-def _executor(cloud: FakeCloud, ops: FakeOps,
+def _executor(cloud: RecordingCloud, ops: RecordingCondor,
               config: AutoscalerConfig | None = None) -> tuple[Executor, list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    ex = Executor(cloud, ops, config or AutoscalerConfig(), lambda: SPEC,  # type: ignore[arg-type]
+    ex = Executor(cloud, ops, config or AutoscalerConfig(), lambda: SPEC,
                   lambda kind, **f: events.append({"event": kind, **f}))
     return ex, events
 
 
 def test_executor_never_touches_the_central_manager_or_untagged_instances() -> None:
-    cloud, ops = FakeCloud(), FakeOps()
+    cloud, ops = RecordingCloud(), RecordingCondor()
     observed = build("p", [inst("i-cm", role="central-manager"), inst("i-x", pool=None),
                            inst("i-w")], [slot("i-cm"), slot("i-x"), slot("i-w")], [], NOW)
     plan = Plan(drains=(Drain("i-cm", "bad"), Drain("i-x", "bad")),
@@ -187,8 +126,8 @@ def test_executor_never_touches_the_central_manager_or_untagged_instances() -> N
 
 
 def test_removal_waits_for_the_drain_and_skips_a_worker_claimed_at_recheck() -> None:
-    cloud = FakeCloud()
-    ops = FakeOps(slots={"i-busy": [slot("i-busy", state="Claimed", kind="Dynamic")],
+    cloud = RecordingCloud()
+    ops = RecordingCondor(slots={"i-busy": [slot("i-busy", state="Claimed", kind="Dynamic")],
                          "i-idle": [slot("i-idle", state="Drained")]})
     observed = build("p", [inst("i-new"), inst("i-busy"), inst("i-idle")],
                      [slot("i-new"), slot("i-busy", state="Drained"),
@@ -205,7 +144,7 @@ def test_removal_waits_for_the_drain_and_skips_a_worker_claimed_at_recheck() -> 
 
 
 def test_launches_are_one_request_per_type_with_fallbacks_and_replacements_folded_in() -> None:
-    cloud, ops = FakeCloud(), FakeOps()
+    cloud, ops = RecordingCloud(), RecordingCondor()
     config = AutoscalerConfig(shapes=(
         InstanceShape(name="small", cpus=2, memory_mb=4096, price_per_hour=0.1),
         InstanceShape(name="big", cpus=8, memory_mb=16384, price_per_hour=0.4),
@@ -231,11 +170,11 @@ def test_a_machine_the_schedd_says_is_running_a_job_counts_as_claimed() -> None:
     running = Job(cluster=9, proc=0, owner="alice", status=JobStatus.RUNNING, batch_name="",
                   request_cpus=1, request_memory_mb=512, request_gpus=0, qdate=None,
                   remote_host="slot1_1@host-i-a", hold_reason=None)
-    observed = build("p", [inst("i-a", tags={IDLE_SINCE_TAG: "1799999000"})], [slot("i-a")],
+    observed = build("p", [inst("i-a", tags={TAG_IDLE_SINCE: "1799999000"})], [slot("i-a")],
                      [running], NOW)
     (sd,) = observed.observation.startds
     assert sd.claimed and sd.unclaimed_since is None
-    assert observed.tags.clear[IDLE_SINCE_TAG] == ["i-a"]
+    assert observed.tags.clear[TAG_IDLE_SINCE] == ["i-a"]
 
 
 def running_on(iid: str, cluster: int = 9) -> Job:
@@ -247,16 +186,16 @@ def running_on(iid: str, cluster: int = 9) -> Job:
 def test_joined_and_missing_since_are_recorded_in_tags() -> None:
     # First seen in the collector: marked joined.
     seen = build("p", [inst("i-a")], [slot("i-a")], [], NOW)
-    assert seen.tags.set[JOINED_TAG] == {"i-a": f"{NOW:.0f}"}
+    assert seen.tags.set[TAG_JOINED] == {"i-a": f"{NOW:.0f}"}
     # Joined once, absent now (the collector restarted): missing since now.
-    gone = build("p", [inst("i-a", tags={JOINED_TAG: "1"})], [], [], NOW)
-    assert gone.tags.set[MISSING_SINCE_TAG] == {"i-a": f"{NOW:.0f}"}
+    gone = build("p", [inst("i-a", tags={TAG_JOINED: "1"})], [], [], NOW)
+    assert gone.tags.set[TAG_MISSING_SINCE] == {"i-a": f"{NOW:.0f}"}
     # Back in the collector: the mark is cleared; a stopped worker's too.
-    back = build("p", [inst("i-a", tags={JOINED_TAG: "1", MISSING_SINCE_TAG: "5"}),
-                       inst("i-s", state=State.STOPPED,
-                            tags={JOINED_TAG: "1", MISSING_SINCE_TAG: "5"})],
+    back = build("p", [inst("i-a", tags={TAG_JOINED: "1", TAG_MISSING_SINCE: "5"}),
+                       inst("i-s", state=InstanceState.STOPPED,
+                            tags={TAG_JOINED: "1", TAG_MISSING_SINCE: "5"})],
                  [slot("i-a")], [], NOW)
-    assert back.tags.clear[MISSING_SINCE_TAG] == ["i-a", "i-s"]
+    assert back.tags.clear[TAG_MISSING_SINCE] == ["i-a", "i-s"]
     # A worker that never joined gets neither mark.
     assert build("p", [inst("i-b")], [], [], NOW).tags.empty
 
@@ -270,8 +209,8 @@ def test_running_jobs_map_to_instances_through_any_startd_ad() -> None:
 
 
 def test_replacement_is_skipped_when_the_startd_shows_up_at_recheck() -> None:
-    cloud = FakeCloud()
-    ops = FakeOps(slots={"i-late": [slot("i-late")]})
+    cloud = RecordingCloud()
+    ops = RecordingCondor(slots={"i-late": [slot("i-late")]})
     observed = build("p", [inst("i-late"), inst("i-dead")], [], [], NOW)
     plan = Plan(replacements=(Replacement("i-late", "c6i.large", "not joined"),
                               Replacement("i-dead", "c6i.large", "not joined")))
@@ -283,7 +222,7 @@ def test_replacement_is_skipped_when_the_startd_shows_up_at_recheck() -> None:
 
 
 def test_a_replacement_the_queue_does_not_need_is_terminated_and_not_relaunched() -> None:
-    cloud, ops = FakeCloud(), FakeOps()
+    cloud, ops = RecordingCloud(), RecordingCondor()
     observed = build("p", [inst("i-dead")], [], [], NOW)
     plan = Plan(replacements=(Replacement("i-dead", "c6i.large", "not joined",
                                           relaunch=False),))
@@ -294,17 +233,17 @@ def test_a_replacement_the_queue_does_not_need_is_terminated_and_not_relaunched(
 
 
 def test_presence_tags_are_batched_by_tag_and_value() -> None:
-    cloud, ops = FakeCloud(), FakeOps()
+    cloud, ops = RecordingCloud(), RecordingCondor()
     observed = build("p", [inst(f"i-{n}") for n in range(5)],
                      [slot(f"i-{n}") for n in range(5)], [], NOW)
     ex, _ = _executor(cloud, ops)
     ex.execute(Plan(), observed, cycle="tags")
-    assert [(name, kw["Tags"][0]["Key"], len(kw["Resources"])) for name, kw in cloud.ec2.calls] \
-        == [("create_tags", IDLE_SINCE_TAG, 5), ("create_tags", JOINED_TAG, 5)]
+    assert [(call, key, len(ids)) for call, ids, key, _ in cloud.tag_calls] \
+        == [("tag", TAG_IDLE_SINCE, 5), ("tag", TAG_JOINED, 5)]
 
 
 def test_undrain_cancels_the_drain_on_the_central_manager() -> None:
-    cloud, ops = FakeCloud(), FakeOps()
+    cloud, ops = RecordingCloud(), RecordingCondor()
     observed = build("p", [inst("i-a"), inst("i-cm", role="central-manager")],
                      [slot("i-a", state="Drained", activity="Retiring"), slot("i-cm")], [], NOW)
     plan = Plan(undrains=(Undrain("i-a", "jobs fit"), Undrain("i-cm", "bad")))
@@ -319,18 +258,18 @@ def test_startd_ads_of_stopped_or_gone_workers_are_forgotten() -> None:
     gone = slot("i-gone")
     stopped = slot("i-stopped")
     foreign = Slot(**{**gone.__dict__, "ec2_instance_id": "i-other", "pool": "q"})
-    observed = build("p", [inst("i-a"), inst("i-stopped", state=State.STOPPED)],
+    observed = build("p", [inst("i-a"), inst("i-stopped", state=InstanceState.STOPPED)],
                      [slot("i-a"), gone, stopped, foreign], [], NOW)
     assert observed.stale_ads == {"i-gone": "host-i-gone", "i-stopped": "host-i-stopped"}
-    cloud, ops = FakeCloud(), FakeOps()
+    cloud, ops = RecordingCloud(), RecordingCondor()
     ex, events = _executor(cloud, ops)
     out = ex.execute(Plan(), observed, cycle="bookkeeping")
-    assert ops.forgotten == ["i-gone", "i-stopped"] == out.forgotten
+    assert ops.invalidated == ["i-gone", "i-stopped"] == out.forgotten
     assert [e["instance"] for e in events if e["event"] == "forget"] == ["i-gone", "i-stopped"]
 
 
 def test_forget_sends_one_invalidation_for_well_formed_ids_only() -> None:
-    from orchestrator.autoscaler.condor_ops import CondorOps
+    from orchestrator.condor.actions import CondorActions
 
     calls: list[list[str]] = []
 
@@ -339,7 +278,7 @@ def test_forget_sends_one_invalidation_for_well_formed_ids_only() -> None:
             calls.append(argv)
             return ""
 
-    CondorOps(Recorder()).forget(["i-0123456789abcdef0", 'i-1" || true || "'])  # type: ignore[arg-type]
+    CondorActions(Recorder()).invalidate(["i-0123456789abcdef0", 'i-1" || true || "'])  # type: ignore[arg-type]
     (argv,) = calls
     script = argv[-1]
     assert "condor_advertise -multiple INVALIDATE_STARTD_ADS -" in script
@@ -352,7 +291,7 @@ def test_spot_is_asked_for_when_configured_and_excludes_a_warm_pool() -> None:
     import pytest
     from pydantic import ValidationError
 
-    cloud, ops = FakeCloud(), FakeOps()
+    cloud, ops = RecordingCloud(), RecordingCondor()
     ex, _ = _executor(cloud, ops, AutoscalerConfig(spot=True))
     ex.execute(Plan(launches=(Launch("c6i.large", 2, "need"),)), build("p", [], [], [], NOW),
                cycle="c")

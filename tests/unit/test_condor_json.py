@@ -10,13 +10,8 @@ from typing import Any
 import classad2
 import pytest
 
-from orchestrator.condor import (
-    AUTOSCALER_JOB_ATTRS,
-    JOB_ATTRS,
-    Job,
-    ads_from_json,
-    read_attrs,
-)
+from orchestrator.condor.ads import ads_from_json, read_attrs
+from orchestrator.condor.records import AUTOSCALER_JOB_ATTRS, JOB_ATTRS, Job
 
 ADS = [
     '[ClusterId = 7; ProcId = 0; Owner = "ann"; JobStatus = 1; RequestCpus = 2; '

@@ -11,25 +11,18 @@ from typing import Any
 
 import pytest
 
-from orchestrator.condor import (
-    JobStatus,
-    LocalSource,
-    Transport,
-    ads_from_json,
-    all_schedds_argv,
-    choose_transport,
-    condor_q_argv,
-    condor_status_argv,
-    open_source,
-    runs_central_manager,
-)
-from orchestrator.condor_remote import (
+from orchestrator.condor.ads import ads_from_json
+from orchestrator.condor.commands import all_schedds_argv, condor_q_argv, condor_status_argv
+from orchestrator.condor.factory import choose_transport, pool_source_for, runs_central_manager
+from orchestrator.condor.records import JobStatus
+from orchestrator.condor.remote import (
     GZ_MARKER,
     SshSource,
     SsmSource,
     _remote_script,
     decode_remote_output,
 )
+from orchestrator.condor.source import LocalSource, Transport
 from orchestrator.config import Config
 from orchestrator.errors import HtcpoolError
 
@@ -138,9 +131,9 @@ def _no_cloud() -> Any:
 
 def test_open_source_without_cloud_when_possible() -> None:
     config = Config.model_validate({"condor": {"transport": "ssh", "ssh_host": "cm.example"}})
-    source = open_source(config, _no_cloud)
+    source = pool_source_for(config, _no_cloud)
     assert isinstance(source, SshSource) and source.host == "cm.example"
-    assert isinstance(open_source(Config(), _no_cloud, "local"), LocalSource)
+    assert isinstance(pool_source_for(Config(), _no_cloud, "local"), LocalSource)
 
 
 class _FakeInstance:
@@ -155,9 +148,9 @@ class _CloudWithCentralManager:
 
 
 def test_open_source_finds_the_central_manager_by_tag() -> None:
-    ssm = open_source(Config(), lambda: _CloudWithCentralManager(), "ssm")  # type: ignore[arg-type,return-value]
+    ssm = pool_source_for(Config(), lambda: _CloudWithCentralManager(), "ssm")  # type: ignore[arg-type,return-value]
     assert isinstance(ssm, SsmSource) and ssm.instance_id == "i-0abc"
-    ssh = open_source(Config(), lambda: _CloudWithCentralManager(), "ssh")  # type: ignore[arg-type,return-value]
+    ssh = pool_source_for(Config(), lambda: _CloudWithCentralManager(), "ssh")  # type: ignore[arg-type,return-value]
     assert isinstance(ssh, SshSource) and ssh.host == "198.18.0.4"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.condor import Job, JobStatus, Slot
-from orchestrator.condor_views import summarize_pool, summarize_queue
+from orchestrator.condor.records import Job, JobStatus, Slot
+from orchestrator.condor.views import summarize_pool, summarize_queue
 
 jobs = st.builds(
     Job, cluster=st.integers(1, 5), proc=st.integers(0, 3),

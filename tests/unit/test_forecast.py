@@ -7,21 +7,22 @@ import math
 from pathlib import Path
 
 import numpy as np
-from policy_helpers import QUEUE_ONLY, jobs, obs, startd, worker
 
-from orchestrator.autoscaler import AutoscalerConfig, plan
-from orchestrator.autoscaler.forecast import (
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.forecast import (
     arrival_rate_spare,
     forecast_spare,
     largest_request,
     next_change,
 )
-from orchestrator.autoscaler.model import IdleJobs, Observation, Submitted
-from orchestrator.autoscaler.observe import build
-from orchestrator.condor import Job, JobStatus
+from orchestrator.autoscaler.planner.model import IdleJobs, Observation, Submitted
+from orchestrator.autoscaler.planner.strategies import plan
+from orchestrator.autoscaler.runtime.observe import build
+from orchestrator.condor.records import Job, JobStatus
 from orchestrator.sim.engine import Simulation
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.swf import read_swf
+from tests.support.policy import QUEUE_ONLY, jobs, obs, startd, worker
 
 NOW = 10_000.0
 CFG = AutoscalerConfig(arrival_window_s=120.0, arrival_lead_s=20.0, spare_largest_jobs=1,

@@ -12,7 +12,7 @@ sandbox test session really made.
 
 from __future__ import annotations
 
-from tests.iam_lib import (
+from tests.support.iam import (
     ANSIBLE_ACTIONS,
     AUTOSCALER_FOUND_NOT_CALLED,
     AUTOSCALER_GRANTED_NOT_CALLED,

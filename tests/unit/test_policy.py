@@ -5,19 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from policy_helpers import POOL, QUEUE_ONLY, jobs, obs, startd, worker
 from pydantic import ValidationError
 
-from orchestrator.autoscaler import AutoscalerConfig, plan
-from orchestrator.autoscaler.model import (
-    JOINED_TAG,
-    MISSING_SINCE_TAG,
-    IdleJobs,
-    InstanceState,
-    Observation,
-    RemovalAction,
-)
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.model import IdleJobs, Observation, RemovalAction
+from orchestrator.autoscaler.planner.strategies import plan
 from orchestrator.errors import ConfigError
+from orchestrator.vocabulary import TAG_JOINED, TAG_MISSING_SINCE, InstanceState
+from tests.support.policy import POOL, QUEUE_ONLY, jobs, obs, startd, worker
 
 CFG = AutoscalerConfig(**QUEUE_ONLY)
 
@@ -143,13 +138,13 @@ def test_a_replaced_instance_is_relaunched_only_for_jobs_that_need_it() -> None:
 def test_worker_missing_after_a_collector_restart_is_kept_and_counts_as_capacity() -> None:
     # Joined long ago; the collector restarted and has not heard from it yet.
     back = worker("i-1", launched=0.0)
-    back = replace(back, tags={**back.tags, JOINED_TAG: "1"})
+    back = replace(back, tags={**back.tags, TAG_JOINED: "1"})
     now = CFG.join_timeout_s + 500
     p = plan(obs([back], idle=[jobs(2)]), CFG, now=now)
     assert not p.replacements and not p.launches, "its two cores are counted for the jobs"
     assert any("missing from the collector" in n for n in p.notes)
     # Missing for lost_timeout_s with no job on it: replaced.
-    gone = replace(back, tags={**back.tags, MISSING_SINCE_TAG: "0"})
+    gone = replace(back, tags={**back.tags, TAG_MISSING_SINCE: "0"})
     p = plan(obs([gone]), CFG, now=CFG.lost_timeout_s + 1)
     assert [r.instance_id for r in p.replacements] == ["i-1"]
     assert "missing from the collector" in p.replacements[0].reason
@@ -214,8 +209,11 @@ def test_parallelcluster_launches_whole_need_on_one_type() -> None:
 
 
 def test_unknown_policy_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError, match="unknown policy"):
+        AutoscalerConfig(policy="magic")  # at load, before any pass
+    unchecked = AutoscalerConfig.model_construct(policy="magic")
     with pytest.raises(ConfigError, match="unknown autoscaler policy 'magic'"):
-        plan(obs(), AutoscalerConfig(policy="magic"), now=0.0)
+        plan(obs(), unchecked, now=0.0)
 
 
 def test_config_rejects_unknown_keys_and_bad_limits() -> None:
@@ -231,9 +229,20 @@ def test_large_queue_and_pool() -> None:
     sds = [startd(f"i-{n}", 4, 8192, free_cpus=n % 2, free_mem=2048, claimed=True)
            for n in range(1000)]
     idle = [jobs(2500, cpus=c, mem=1024 * c) for c in (1, 2, 4, 8)]
-    p = plan(obs(insts, sds, idle), AutoscalerConfig(**QUEUE_ONLY, max_workers=2000,
-                                                    max_launch_per_cycle=2000), now=0.0)
-    assert p.desired_workers > 1000 and not p.removals
+    cfg = AutoscalerConfig(**QUEUE_ONLY, max_workers=2000, max_launch_per_cycle=2000)
+    p = plan(obs(insts, sds, idle), cfg, now=0.0)
+    assert not p.removals and not p.unschedulable
+    # 500 one-core jobs fit the free cores; the other 9,500 jobs ask 37,000 cores. The pool
+    # is past half its cap, so they go onto the largest machines, exactly: every job size
+    # divides 128.
+    need = 2000 * 1 + 2500 * (2 + 4 + 8)
+    cores = {s.name: s.cpus for s in cfg.shapes}
+    launched = sum(cores[launch.instance_type] * launch.count for launch in p.launches)
+    machines = sum(launch.count for launch in p.launches)
+    assert launched == need
+    assert {launch.instance_type for launch in p.launches} <= set(cores)
+    assert max(p.launches, key=lambda launch: launch.count).instance_type == "c6i.32xlarge"
+    assert machines <= 1000 and p.desired_workers == 1000 + machines  # within max_workers
 
 
 def test_launch_delay_lets_free_capacity_drain_a_burst_first() -> None:

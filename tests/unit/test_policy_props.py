@@ -6,22 +6,19 @@ from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from policy_helpers import POOL, jobs, worker
 
-from orchestrator.autoscaler import POLICIES, AutoscalerConfig, plan
-from orchestrator.autoscaler.model import (
-    JOINED_TAG,
-    MISSING_SINCE_TAG,
-    POOL_TAG,
-    ROLE_TAG,
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.model import (
     IdleJobs,
     Instance,
-    InstanceState,
     Observation,
     Plan,
     Startd,
     Submitted,
 )
+from orchestrator.autoscaler.planner.strategies import STRATEGIES, plan
+from orchestrator.vocabulary import TAG_JOINED, TAG_MISSING_SINCE, TAG_POOL, TAG_ROLE, InstanceState
+from tests.support.policy import POOL, jobs, worker
 
 NOW = 10_000.0
 SHAPES = {s.name: s for s in AutoscalerConfig().shapes}
@@ -42,9 +39,9 @@ def instances_and_startds(draw: st.DrawFn) -> tuple[list[Instance], list[Startd]
         launched = draw(st.floats(0, NOW))
         inst = worker(iid, itype, state, launched, pool, role)
         # Some joined once (collector restarts), some are missing since a while.
-        presence = draw(st.sampled_from([{}, {}, {JOINED_TAG: "1"},
-                                         {JOINED_TAG: "1", MISSING_SINCE_TAG: "0"},
-                                         {JOINED_TAG: "1", MISSING_SINCE_TAG: f"{NOW - 60}"}]))
+        presence = draw(st.sampled_from([{}, {}, {TAG_JOINED: "1"},
+                                         {TAG_JOINED: "1", TAG_MISSING_SINCE: "0"},
+                                         {TAG_JOINED: "1", TAG_MISSING_SINCE: f"{NOW - 60}"}]))
         insts.append(replace(inst, tags={**inst.tags, **presence}))
         if state is InstanceState.RUNNING and draw(st.booleans()):
             shape = SHAPES[itype]
@@ -64,7 +61,7 @@ idle_jobs = st.lists(st.builds(
 
 configs = st.builds(
     AutoscalerConfig,
-    policy=st.sampled_from(sorted(POLICIES)),
+    policy=st.sampled_from(sorted(STRATEGIES)),
     idle_timeout_s=st.sampled_from([0.0, 60.0, 300.0]),
     surplus_idle_s=st.sampled_from([0.0, 40.0]),
     min_workers=st.integers(0, 2),
@@ -111,8 +108,8 @@ def test_never_touches_claimed_foreign_or_central_manager(
     startds = {s.instance_id: s for s in o.startds}
     for a in (*p.drains, *p.removals):
         assert a.instance_id in mine
-        assert mine[a.instance_id].tags[ROLE_TAG] == "worker"
-        assert mine[a.instance_id].tags[POOL_TAG] == POOL
+        assert mine[a.instance_id].tags[TAG_ROLE] == "worker"
+        assert mine[a.instance_id].tags[TAG_POOL] == POOL
         sd = startds[a.instance_id]
         assert not sd.claimed
     for r in p.replacements:

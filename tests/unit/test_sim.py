@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
-from orchestrator.autoscaler import AutoscalerConfig
-from orchestrator.autoscaler import policy as policy_module
-from orchestrator.autoscaler.model import InstanceState, Role
+from orchestrator.autoscaler.planner import strategies as policy_module
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
 from orchestrator.cli.sim import app
 from orchestrator.errors import ConfigError
 from orchestrator.sim.engine import RunResult, Simulation
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.scenarios import demand_percentile, schedulable
 from orchestrator.sim.swf import Trace, read_swf
+from orchestrator.vocabulary import InstanceState, Role
 
 EXACT = SimParams(boot_s=60.0, boot_jitter_s=0.0, negotiation_s=20.0)
 LARGE = AutoscalerConfig().shape("c6i.large")
@@ -152,7 +152,7 @@ def test_same_observation_same_plan(tmp_path: Path) -> None:
                                rng.choice([1, 2, 8], 150), strict=True)]
     cfg = AutoscalerConfig(max_workers=10, max_launch_per_cycle=3)
     sim = Simulation(read_swf(swf(tmp_path, rows)), cfg, SimParams(seed=1))
-    assert sim.policy is policy_module.POLICIES["binpack"]
+    assert sim.policy is policy_module.STRATEGIES["binpack"].plan
     sim.record = []
     sim.run()
     assert len(sim.record) > 10

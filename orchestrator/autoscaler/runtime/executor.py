@@ -1,0 +1,250 @@
+"""Carry out a Plan: the only part of the autoscaler with side effects.
+
+Order: replace workers that never joined or were lost (re-checked in the collector first),
+cancel the drain of idle workers the queue needs again, start warm (stopped) workers, launch
+the rest in one request per instance type, drain idle workers in HTCondor, re-check their
+claims right before acting, then terminate (or stop) only those still unclaimed. Every step
+is isolated (one failing does not abort the others) and every instance the plan names is
+checked to be a tagged worker of this pool first: the central manager and instances without
+the pool's tags are never touched, whatever the plan says.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.model import Plan, RemovalAction
+from orchestrator.autoscaler.runtime.observe import Observed, TagChanges
+from orchestrator.autoscaler.runtime.ports import CondorActuator, WorkerCloud
+from orchestrator.aws.records import LaunchRequest
+from orchestrator.errors import describe_exception
+from orchestrator.vocabulary import LaunchedBy
+
+log = logging.getLogger("htcpool.autoscaler")
+Event = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Where and how workers are launched (resolved from tags and config once per pass)."""
+
+    image_id: str
+    subnets: Sequence[str]
+    security_groups: Sequence[str]
+    instance_profile: str
+    key_name: str = ""
+
+
+@dataclass
+class Outcome:
+    launched: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    drained: list[str] = field(default_factory=list)
+    undrained: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)  # stale startd ads removed
+    removed: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # removal skipped by the re-check
+    errors: list[str] = field(default_factory=list)
+
+
+def fallback_types(config: AutoscalerConfig, wanted: str) -> list[str]:
+    """The wanted type, then every shape at least as large, cheapest first."""
+    shape = config.shape(wanted)
+    if shape is None:
+        return [wanted]
+    bigger = sorted((s for s in config.shapes if s.name != wanted and s.cpus >= shape.cpus
+                     and s.memory_mb >= shape.memory_mb and s.gpus >= shape.gpus),
+                    key=lambda s: (s.price_per_hour, s.name))
+    return [wanted, *(s.name for s in bigger)]
+
+
+class Executor:
+    def __init__(self, cloud: WorkerCloud, condor: CondorActuator, config: AutoscalerConfig,
+                 spec: Callable[[], LaunchSpec], event: Event) -> None:
+        self.cloud = cloud
+        self.condor = condor
+        self.config = config
+        self.spec = spec
+        self.event = event
+
+    def execute(self, plan: Plan, observed: Observed, cycle: str) -> Outcome:
+        out = Outcome()
+        obs = observed.observation
+        ours = {i.instance_id for i in obs.instances if i.is_worker_of(obs.pool)}
+        self._step(out, "tags", lambda: self._apply_tags(observed.tags, ours))
+        if observed.stale_ads:
+            self._step(out, "forget", lambda: self._forget(observed.stale_ads, out))
+        for what, ids in (("replace", [r.instance_id for r in plan.replacements]),
+                          ("undrain", [u.instance_id for u in plan.undrains]),
+                          ("start", [s.instance_id for s in plan.starts]),
+                          ("drain", [d.instance_id for d in plan.drains]),
+                          ("remove", [r.instance_id for r in plan.removals])):
+            foreign = [i for i in ids if i not in ours]
+            if foreign:
+                out.errors.append(f"refused to {what} {', '.join(foreign)}: not a tagged worker "
+                                  f"of pool {obs.pool}")
+                self.event("refused", action=what, instances=foreign)
+        replacements = [r for r in plan.replacements if r.instance_id in ours]
+        if replacements:
+            self._step(out, "replace", lambda: self._replace(replacements, out))
+        undrains = [u for u in plan.undrains if u.instance_id in ours]
+        if undrains:
+            self._step(out, "undrain", lambda: self._undrain(undrains, observed, out))
+        starts = [s for s in plan.starts if s.instance_id in ours]
+        if starts:
+            self._step(out, "start", lambda: self._start([s.instance_id for s in starts],
+                                                         [s.reason for s in starts], out))
+        wanted: dict[str, tuple[int, str]] = {}
+        for launch in plan.launches:
+            count, why = wanted.get(launch.instance_type, (0, launch.reason))
+            wanted[launch.instance_type] = (count + launch.count, why)
+        for r in replacements:
+            if r.instance_id not in out.replaced or not r.relaunch:
+                continue  # kept by the re-check, its termination failed, or not needed
+            count, _ = wanted.get(r.instance_type, (0, ""))
+            wanted[r.instance_type] = (count + 1, f"replacing {r.instance_id}: {r.reason}")
+        for itype, (count, why) in sorted(wanted.items()):
+            self._step(out, "launch", lambda t=itype, n=count, w=why: self._launch(  # type: ignore[misc]
+                t, n, w, cycle, out))
+        drains = [d for d in plan.drains if d.instance_id in ours]
+        if drains:
+            self._step(out, "drain", lambda: self._drain(drains, observed, out))
+        removals = [r for r in plan.removals if r.instance_id in ours]
+        if removals:
+            self._step(out, "remove", lambda: self._remove(removals, observed, out))
+        return out
+
+    def _step(self, out: Outcome, name: str, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            message = f"{name} failed: {describe_exception(exc)}"
+            out.errors.append(message)
+            self.event("error", step=name, error=describe_exception(exc))
+            log.debug("step %s failed", name, exc_info=True)
+
+    def _apply_tags(self, changes: TagChanges, ours: set[str]) -> None:
+        for tag, values in sorted(changes.set.items()):
+            by_value: dict[str, list[str]] = {}
+            for iid, value in values.items():
+                if iid in ours:
+                    by_value.setdefault(value, []).append(iid)
+            for value, ids in sorted(by_value.items()):
+                self.cloud.tag(sorted(ids), tag, value)
+        for tag, listed in sorted(changes.clear.items()):
+            clear = sorted(i for i in listed if i in ours)
+            if clear:
+                self.cloud.untag(clear, tag)
+
+    def _forget(self, stale: dict[str, str], out: Outcome) -> None:
+        self.condor.invalidate(sorted(stale))
+        out.forgotten += sorted(stale)
+        for iid, machine in sorted(stale.items()):
+            self.event("forget", instance=iid, machine=machine,
+                       reason="startd ad of an instance EC2 reports stopped or gone")
+
+    def _replace(self, replacements: Sequence[Any], out: Outcome) -> None:
+        # A startd that shows up now joined late (or came back): keep it, launch nothing.
+        fresh = self.condor.recheck([r.instance_id for r in replacements])
+        ids = []
+        for r in replacements:
+            if fresh.get(r.instance_id):
+                out.kept.append(r.instance_id)
+                self.event("keep", instance=r.instance_id, reason="in the collector at re-check")
+            else:
+                ids.append(r.instance_id)
+        if not ids:
+            return
+        self.cloud.terminate(ids)
+        out.replaced += ids
+        for r in replacements:
+            if r.instance_id in ids:
+                self.event("terminate", instance=r.instance_id, reason=f"replace: {r.reason}")
+
+    def _undrain(self, undrains: Sequence[Any], observed: Observed, out: Outcome) -> None:
+        self._on_machines(undrains, observed, self.condor.cancel_drain, "undrain",
+                          "cancelling the drain of", out, out.undrained)
+
+    def _start(self, ids: list[str], reasons: list[str], out: Outcome) -> None:
+        self.cloud.start(ids)
+        out.started += ids
+        self.event("start", instances=ids, reason=reasons[0] if reasons else "")
+
+    def _launch(self, itype: str, count: int, why: str, cycle: str, out: Outcome) -> None:
+        spec = self.spec()
+        req = LaunchRequest(count=count, image_id=spec.image_id,
+                            instance_types=fallback_types(self.config, itype),
+                            subnets=list(spec.subnets), security_groups=list(spec.security_groups),
+                            instance_profile=spec.instance_profile, key_name=spec.key_name,
+                            client_token=f"htcpool-{cycle}-{itype}",
+                            launched_by=LaunchedBy.AUTOSCALER, spot=self.config.spot)
+        launched = self.cloud.launch(req)
+        out.launched += [i.id for i in launched]
+        types = sorted({i.instance_type for i in launched})
+        self.event("launch", instance_type=",".join(types) or itype, count=len(launched),
+                   instances=[i.id for i in launched], reason=why)
+
+    def _drain(self, drains: Sequence[Any], observed: Observed, out: Outcome) -> None:
+        self._on_machines(drains, observed, self.condor.drain, "drain", "drain of", out,
+                          out.drained)
+
+    def _on_machines(self, actions: Sequence[Any], observed: Observed,
+                     op: Callable[[Sequence[str]], dict[str, str]], kind: str, failure: str,
+                     out: Outcome, done: list[str]) -> None:
+        """One condor_drain command (or its -cancel) for the machines of these workers, in
+        one round trip; a worker without a known machine or whose command failed is an
+        error, the others are recorded and logged."""
+        known = {a.instance_id: m for a in actions
+                 if (m := observed.machines.get(a.instance_id))}
+        failed = op(sorted(known.values()))
+        for a in actions:
+            machine = known.get(a.instance_id)
+            if machine is None or machine in failed:
+                out.errors.append(f"{failure} {a.instance_id} failed")
+                continue
+            done.append(a.instance_id)
+            self.event(kind, instance=a.instance_id, machine=machine, reason=a.reason)
+
+    def _remove(self, removals: Sequence[Any], observed: Observed, out: Outcome) -> None:
+        # Two phases across passes: a worker drained in this pass is removed in a later one,
+        # once the collector shows it draining and a fresh query shows no claim. A drained
+        # startd accepts no new match, so nothing can start on it after that query.
+        draining = {s.instance_id for s in observed.observation.startds if s.draining}
+        candidates = [r for r in removals if r.instance_id in draining]
+        for r in removals:
+            if r.instance_id not in draining:
+                out.kept.append(r.instance_id)
+                self.event("keep", instance=r.instance_id,
+                           reason="drain requested; removal once the drain shows")
+        fresh = self.condor.recheck([r.instance_id for r in candidates])
+        go: dict[RemovalAction, list[str]] = {RemovalAction.TERMINATE: [], RemovalAction.STOP: []}
+        cancel = []
+        for r in candidates:
+            slots = fresh.get(r.instance_id, [])
+            if not slots:
+                out.kept.append(r.instance_id)
+                self.event("keep", instance=r.instance_id, reason="startd not in the collector")
+            elif any(s.state == "Claimed" for s in slots):
+                out.kept.append(r.instance_id)
+                cancel.append(observed.machines.get(r.instance_id) or slots[0].machine)
+                self.event("keep", instance=r.instance_id, reason="claimed at re-check")
+            else:
+                go[r.action].append(r.instance_id)
+        if cancel:
+            self.condor.cancel_drain(cancel)
+        reasons = {r.instance_id: r.reason for r in removals}
+        for action, ids in go.items():
+            if not ids:
+                continue
+            if action is RemovalAction.STOP:
+                self.cloud.stop(ids)
+            else:
+                self.cloud.terminate(ids)
+            out.removed += ids
+            for iid in ids:
+                self.event(str(action), instance=iid, reason=reasons[iid])

@@ -1,0 +1,161 @@
+"""The reconcile loop: observe, plan, act, log; sleep only what is left of the interval.
+
+Stateless between passes: everything it needs is read again from EC2 tags and HTCondor,
+so killing it at any point and starting it again loses nothing. Each decision is one
+structured (JSON) log line with its reason; a pass whose inputs cannot be read is skipped
+with a line saying why, and acts on nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.autoscaler.planner.config import AutoscalerConfig
+from orchestrator.autoscaler.planner.model import Plan
+from orchestrator.autoscaler.planner.strategies import plan as make_plan
+from orchestrator.autoscaler.runtime import observe as observing
+from orchestrator.autoscaler.runtime.executor import Executor, LaunchSpec, Outcome
+from orchestrator.autoscaler.runtime.lease import Lease, LeaseHeld
+from orchestrator.autoscaler.runtime.metrics import AutoscalerMetrics
+from orchestrator.aws.ec2 import Cloud
+from orchestrator.condor.actions import CondorActions
+from orchestrator.condor.records import AUTOSCALER_JOB_ATTRS, JobStatus
+from orchestrator.condor.source import PoolSource
+from orchestrator.errors import describe_exception
+from orchestrator.vocabulary import LIVE_STATES
+
+log = logging.getLogger("htcpool.autoscaler")
+
+
+@dataclass
+class PassResult:
+    plan: Plan | None
+    observed: observing.Observed | None
+    outcome: Outcome | None
+    skipped: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Autoscaler:
+    def __init__(self, cloud: Cloud, source: PoolSource, config: AutoscalerConfig,
+                 spec: Callable[[], LaunchSpec], metrics: AutoscalerMetrics | None = None,
+                 clock: Callable[[], float] = time.time,
+                 emit: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.cloud = cloud
+        self.source = source
+        self.config = config
+        self.pool = cloud.pool
+        self.metrics = metrics or AutoscalerMetrics()
+        self.clock = clock
+        self._emit = emit or (lambda record: log.info(json.dumps(record, default=str)))
+        self._events: list[dict[str, Any]] = []
+        self.condor = CondorActions(source)
+        self.executor = Executor(cloud, self.condor, config, spec, self.event)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        record = {"ts": round(self.clock(), 3), "pool": self.pool, "event": kind, **fields}
+        self._events.append(record)
+        self._emit(record)
+
+    def observe(self, now: float) -> observing.Observed:
+        instances = self.cloud.pool_instances(states=[str(s) for s in LIVE_STATES])
+        slots = self.source.slots()
+        jobs = self.source.jobs(f"JobStatus == {int(JobStatus.IDLE)} || "
+                                f"JobStatus == {int(JobStatus.RUNNING)}", AUTOSCALER_JOB_ATTRS,
+                                all_schedds=True, grouped=True)
+        return observing.build(self.pool, instances, slots, jobs, now,
+                               self.config.arrival_window_s)
+
+    def run_once(self, dry_run: bool = False) -> PassResult:
+        # A pass makes some 10^6 short-lived objects (parsed XML, ads) that reference
+        # counting frees; the cyclic collector would only walk them. It resumes afterwards.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._pass(dry_run)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _pass(self, dry_run: bool) -> PassResult:
+        self._events = []
+        now = self.clock()
+        self.metrics.passes.inc()
+        try:
+            observed = self.observe(now)
+        except Exception as exc:
+            why = describe_exception(exc)
+            self.metrics.errors.inc()
+            self.event("skip", reason=f"cannot observe the pool, nothing done: {why}")
+            return PassResult(None, None, None, skipped=why, events=self._events)
+        plan = make_plan(observed.observation, self.config, now)
+        self._record(plan, observed)
+        outcome = None
+        if not dry_run and not plan.is_empty:
+            outcome = self.executor.execute(plan, observed, cycle=uuid.uuid4().hex[:12])
+            self.metrics.launches.inc(len(outcome.launched))
+            self.metrics.terminations.inc(len(outcome.removed) + len(outcome.replaced))
+            self.metrics.errors.inc(len(outcome.errors))
+        elif not dry_run and (not observed.tags.empty or observed.stale_ads):
+            outcome = self.executor.execute(plan, observed, cycle="bookkeeping")
+        return PassResult(plan, observed, outcome, events=self._events)
+
+    def _record(self, plan: Plan, observed: observing.Observed) -> None:
+        m = self.metrics
+        m.desired.set(plan.desired_workers)
+        m.current.set(plan.current_workers)
+        m.booting.set(plan.booting_workers)
+        m.draining.set(observed.draining)
+        m.idle_jobs.set(observed.jobs_idle)
+        m.running_jobs.set(observed.jobs_running)
+        self.event("plan", desired=plan.desired_workers, current=plan.current_workers,
+                   booting=plan.booting_workers, idle_jobs=observed.jobs_idle,
+                   running_jobs=observed.jobs_running,
+                   actions=sum(1 for _ in plan.actions()))
+        for action in plan.actions():
+            self.event("decide", decision=type(action).__name__.lower(), **_fields(action))
+        for u in plan.unschedulable:
+            self.event("unschedulable", count=u.count, request_cpus=u.request_cpus,
+                       request_memory_mb=u.request_memory_mb, request_gpus=u.request_gpus,
+                       reason=u.reason)
+        for note in plan.notes:
+            self.event("note", reason=note)
+
+    def run_forever(self, stop: threading.Event, lease: Lease | None = None,
+                    dry_run: bool = False, max_passes: int | None = None) -> int:
+        """The loop; returns the number of passes made."""
+        passes = 0
+        while not stop.is_set() and (max_passes is None or passes < max_passes):
+            started = time.monotonic()
+            try:
+                if lease is not None:
+                    lease.acquire()
+                self.run_once(dry_run=dry_run)
+            except LeaseHeld as exc:
+                self.event("standby", reason=str(exc))
+            except Exception as exc:
+                self.metrics.errors.inc()
+                self.event("error", step="pass", error=describe_exception(exc))
+            passes += 1
+            stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
+        if lease is not None:
+            try:
+                lease.release()
+            except Exception as exc:
+                self.event("error", step="release lease", error=describe_exception(exc))
+        return passes
+
+
+def _fields(action: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: (str(v) if not isinstance(v, int | float | str) else v)
+            for k, v in asdict(action).items()}

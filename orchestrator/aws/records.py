@@ -1,0 +1,116 @@
+"""Records for EC2 things the pool uses: instances, images, launch requests.
+
+Plain dataclasses (no boto3 import), shared by aws/ec2.py, the CLI and the autoscaler runtime.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.vocabulary import (
+    TAG_NAME,
+    TAG_POOL,
+    TAG_ROLE,
+    TAG_VERSION,
+    InstanceState,
+    LaunchedBy,
+    Role,
+)
+
+CAPACITY_ERRORS = frozenset({"InsufficientInstanceCapacity", "InstanceLimitExceeded",
+                             "Unsupported", "InsufficientCapacity", "VcpuLimitExceeded"})
+# What a spot request may meet besides those: on-demand is tried next.
+SPOT_ERRORS = frozenset({"MaxSpotInstanceCountExceeded", "SpotMaxPriceTooLow",
+                         "InsufficientSpotCapacity"})
+
+
+@dataclass(frozen=True)
+class Ec2Instance:
+    """One instance as DescribeInstances reports it (any instance, ours or not)."""
+
+    id: str
+    name: str
+    image_id: str
+    instance_type: str
+    state: InstanceState
+    monitoring: str
+    private_ip: str | None
+    private_dns: str | None
+    public_ip: str | None
+    zone: str | None
+    subnet_id: str | None
+    launch_time: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pool(self) -> str | None:
+        return self.tags.get(TAG_POOL)
+
+    @property
+    def role(self) -> str | None:
+        return self.tags.get(TAG_ROLE)
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> Ec2Instance:
+        tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+        launch: Any = raw.get("LaunchTime")
+        return cls(
+            id=raw["InstanceId"], name=tags.get(TAG_NAME, ""), image_id=raw.get("ImageId", ""),
+            instance_type=raw.get("InstanceType", ""), state=InstanceState(raw["State"]["Name"]),
+            monitoring=raw.get("Monitoring", {}).get("State", ""),
+            private_ip=raw.get("PrivateIpAddress") or None,
+            private_dns=raw.get("PrivateDnsName") or None,
+            public_ip=raw.get("PublicIpAddress") or None,
+            zone=raw.get("Placement", {}).get("AvailabilityZone"),
+            subnet_id=raw.get("SubnetId"),
+            launch_time=launch.isoformat() if hasattr(launch, "isoformat") else launch,
+            tags=tags)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "image_id": self.image_id,
+                "instance_type": self.instance_type, "state": self.state.value,
+                "monitoring": self.monitoring, "private_ip": self.private_ip,
+                "private_dns": self.private_dns, "public_ip": self.public_ip, "zone": self.zone,
+                "subnet_id": self.subnet_id, "launch_time": self.launch_time,
+                "pool": self.pool, "role": self.role, "tags": self.tags}
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    state: str
+    version: str | None
+    created: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> Image:
+        tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+        return cls(id=raw["ImageId"], name=raw.get("Name", ""), state=raw.get("State", ""),
+                   version=tags.get(TAG_VERSION), created=raw.get("CreationDate", ""), tags=tags)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "state": self.state, "version": self.version,
+                "created": self.created, "tags": self.tags}
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What to launch: `count` instances, trying `instance_types` then `subnets` in order
+    (all of them as spot first when `spot`, then on-demand)."""
+
+    count: int
+    image_id: str
+    instance_types: Sequence[str]
+    subnets: Sequence[str]
+    security_groups: Sequence[str]
+    instance_profile: str
+    client_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    launched_by: LaunchedBy = LaunchedBy.CLI
+    role: Role = Role.WORKER
+    key_name: str = ""
+    spot: bool = False

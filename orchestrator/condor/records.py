@@ -1,0 +1,134 @@
+"""Typed records of what the pool's daemons report: startd slots and jobs, their states,
+and the attributes each view asks for. Pure data (no htcondor import)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+from typing import Any
+
+from orchestrator.errors import HtcpoolError
+
+SLOT_ATTRS = ("Name", "Machine", "State", "Activity", "LoadAvg", "Memory", "Cpus", "Gpus",
+              "Disk", "SlotType", "EC2InstanceId", "HtcpoolPool", "EnteredCurrentState",
+              "EnteredCurrentActivity", "OpSys", "Arch")
+# ImageSize and MemoryUsage are what the submit default of RequestMemory refers to: a
+# projection without them leaves that expression undefined.
+JOB_ATTRS = ("ClusterId", "ProcId", "Owner", "JobStatus", "JobBatchName", "RequestCpus",
+             "RequestMemory", "RequestGpus", "RequestDisk", "QDate", "EnteredCurrentStatus",
+             "RemoteHost", "HoldReason", "ImageSize", "MemoryUsage")
+# What the autoscaler reads of the queue, every pass, in a grouped query (`condor_q
+# -group-by`, QueryOpt.GroupBy): one ad per distinct value of these, with its JobCount, so
+# the idle jobs of one cluster and request are one ad and each running job one (RemoteHost).
+# No ProcId: it would make every group one job. The schedd adds the attributes an
+# expression among them refers to (ImageSize for the default RequestMemory), and applies a
+# constraint to the groups, so one may name only these.
+AUTOSCALER_JOB_ATTRS = ("ClusterId", "JobStatus", "RequestCpus", "RequestMemory",
+                        "RequestGpus", "QDate", "RemoteHost")
+
+
+
+class JobStatus(IntEnum):
+    IDLE = 1
+    RUNNING = 2
+    REMOVED = 3
+    COMPLETED = 4
+    HELD = 5
+    TRANSFERRING_OUTPUT = 6
+    SUSPENDED = 7
+    UNKNOWN = 0
+
+
+_STATUSES: dict[int, JobStatus] = {int(s): s for s in JobStatus}
+
+
+class CondorError(HtcpoolError):
+    """The pool could not be queried (daemon down, command failed, bad output)."""
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else default
+
+
+def _int(value: Any, default: int = 0) -> int:
+    """int(_num(value, default)); a plain int (the usual value) is taken as it is."""
+    return value if value.__class__ is int else int(_num(value, default))
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    machine: str
+    state: str
+    activity: str
+    load_avg: float
+    memory_mb: int
+    cpus: int
+    gpus: int
+    slot_type: str
+    ec2_instance_id: str | None
+    pool: str | None
+    entered_current_state: int | None
+
+    @classmethod
+    def from_ad(cls, ad: dict[str, Any]) -> Slot:
+        ecs = ad.get("EnteredCurrentState")
+        return cls(name=str(ad.get("Name", "")), machine=str(ad.get("Machine", "")),
+                   state=str(ad.get("State", "")), activity=str(ad.get("Activity", "")),
+                   load_avg=_num(ad.get("LoadAvg")), memory_mb=_int(ad.get("Memory")),
+                   cpus=_int(ad.get("Cpus")), gpus=_int(ad.get("Gpus")),
+                   slot_type=str(ad.get("SlotType") or ""),
+                   ec2_instance_id=ad.get("EC2InstanceId") or None,
+                   pool=ad.get("HtcpoolPool") or None,
+                   entered_current_state=int(ecs) if isinstance(ecs, int | float) else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    cluster: int
+    proc: int
+    owner: str
+    status: JobStatus
+    batch_name: str
+    request_cpus: int
+    request_memory_mb: int
+    request_gpus: int
+    qdate: int | None
+    remote_host: str | None
+    hold_reason: str | None
+    # The jobs this record stands for: 1, or a group's JobCount from a grouped query.
+    count: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"{self.cluster}.{self.proc}"
+
+    @property
+    def batch(self) -> str:
+        """condor_q's batch: JobBatchName, else the cluster ("ID: 12")."""
+        return self.batch_name or f"ID: {self.cluster}"
+
+    @classmethod
+    def from_ad(cls, ad: dict[str, Any]) -> Job:
+        get = ad.get
+        status = _STATUSES.get(_int(get("JobStatus")), JobStatus.UNKNOWN)
+        qdate = get("QDate")
+        return cls(cluster=_int(get("ClusterId")), proc=_int(get("ProcId")),
+                   owner=str(get("Owner", "")), status=status,
+                   batch_name=str(get("JobBatchName") or ""),
+                   request_cpus=_int(get("RequestCpus"), 1),
+                   request_memory_mb=_int(get("RequestMemory")),
+                   request_gpus=_int(get("RequestGpus")),
+                   qdate=int(qdate) if isinstance(qdate, (int, float)) else None,
+                   remote_host=get("RemoteHost") or None,
+                   hold_reason=get("HoldReason") or None, count=_int(get("JobCount"), 1))
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["status"] = self.status.name.lower()
+        out["id"] = self.id
+        return out
