@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-pip debootstrap systemd-container iproute2 \
-	openssh-client gnupg apt-utils dpkg-dev curl ca-certificates rsync tmux git make
+	openssh-client gnupg apt-utils dpkg-dev curl ca-certificates rsync tmux git make nftables
 STAMP := $(VENV)/.htcpool-deps-$(shell cat pyproject.toml requirements/*.txt requirements.yml 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 KEEP ?= 0
@@ -40,6 +40,7 @@ lint: deps
 	$(BIN)/mypy scripts
 	cd roles/.. && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production playbooks roles
 	$(BIN)/python scripts/role_docs.py --check
+	$(BIN)/python scripts/iam_lint.py
 
 test: deps lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra --durations=30 $(PYTEST_ARGS)
@@ -59,7 +60,7 @@ bench_args_sandbox_bench := --cold --repeat 3
 bench_args_reconcile_bench := --jobs 10000 --instances 1000 --passes 15
 bench_args_bad_input_bench := --examples 300
 bench_args_pool_views := --repeat 5
-bench_args_fault_soak := --runs 8 --seed 1
+bench_args_fault_soak := --runs 30 --seed 1
 
 bench: deps
 	@set -e; $(foreach b,$(BENCHES),\

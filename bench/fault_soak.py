@@ -1,13 +1,20 @@
-"""Fault soak (issue 7): N randomized autoscaler runs on the sandbox, faults injected, counted.
+"""Fault soak: N randomized autoscaler runs on the sandbox, faults injected, counted.
 
-    sudo .venv/bin/python -m bench.fault_soak --runs 8 --seed 1 [--budget-min 40]
+    sudo .venv/bin/python -m bench.fault_soak --runs 30 --seed 1 [--budget-min 240]
 
 Brings up its own sandbox (index 0, state in /tmp/htcpool-soak) and builds one pool. Each
 run starts from an empty pool, submits a random burst of short jobs, runs `htcpool
-autoscale` and injects a random mix of faults: API 5xx and throttling, capacity errors for
-one instance shape, failing SSM commands, kill -9 of the autoscaler (then a restart), a
-restart of condor on the central manager, the power-off of a worker running a job. Every
-counter is read from HTCondor's job history and the EC2 records, never from the
+autoscale` and injects a random mix of faults:
+- API: 5xx and throttling on any call, capacity errors for one instance shape, failing
+  SSM commands; replies lost after the call was carried out (RunInstances,
+  TerminateInstances, CreateTags) and replies slower than the client's time-out;
+- EC2's eventual consistency (new instances unlisted and untaggable for a while) and SSM
+  commands that start late (and run even after being cancelled);
+- the autoscaler: kill -9 (then a restart), a second `htcpool autoscale` on the same pool,
+  a restart whose host clock is 10 minutes off;
+- HTCondor: a restart of condor on the central manager, of its schedd alone (running jobs
+  reconnect), of a worker's condor while it is drained; a worker powered off under a job.
+Every counter is read from HTCondor's job history and the EC2 records, never from the
 autoscaler's log. Replay one run with `--seed S --first K --runs 1`. Writes the
 "fault_soak" section of bench/RESULTS.md (`--render DIR --notes FILE` writes it again from a
 finished soak's files with a reviewed paragraph); the sandbox is always taken down.
@@ -50,7 +57,9 @@ EMPTY_TIMEOUT_S = 240.0
 POLL_S = 3.0
 ALIVE = ("pending", "running", "stopping", "stopped", "shutting-down")
 SECTION, TITLE = "fault_soak", "Fault soak: randomized runs on the sandbox"
-FAULT_LINE = re.compile(r"fault injected: (\w+) -> (\w+)")
+FAULT_LINE = re.compile(r"fault injected: (\w+) -> (\w+)( \(after carrying it out\))?")
+READ_TIMEOUT_S = 8.0  # the soak's [aws] read_timeout_s: slow replies beyond it time out
+CLOCK_JUMP_S = 600.0
 
 
 def log(msg: str) -> None:
@@ -69,6 +78,15 @@ class Plan:
     kill_at_s: float | None
     cm_restart_at_s: float | None
     poweroff_after_s: float | None
+    lost_reply: dict[str, Any] | None = None  # action, remaining
+    slow_reply: dict[str, Any] | None = None  # action, delay_s, remaining
+    hide_new_s: float | None = None
+    ssm_delay_s: float | None = None
+    second_autoscaler_at_s: float | None = None
+    clock_jump_at_s: float | None = None
+    clock_jump_s: float = 0.0
+    schedd_restart_at_s: float | None = None
+    startd_restart_drained: bool = False
 
     @property
     def cores(self) -> int:
@@ -90,8 +108,21 @@ def draw(rng: random.Random) -> Plan:
         ice_shape=rng.choice(SHAPES) if maybe(0.5) else None,
         ssm={"probability": 0.5, "remaining": rng.randint(1, 4)} if maybe() else None,
         kill_at_s=round(rng.uniform(3, 45), 1) if maybe() else None,
-        cm_restart_at_s=round(rng.uniform(10, 60), 1) if maybe() else None,
+        cm_restart_at_s=round(rng.uniform(10, 60), 1) if maybe(0.4) else None,
         poweroff_after_s=round(rng.uniform(0, 15), 1) if maybe() else None,
+        lost_reply={"action": rng.choice(("RunInstances", "TerminateInstances", "CreateTags")),
+                    "remaining": rng.randint(1, 3)} if maybe(0.5) else None,
+        slow_reply={"action": rng.choice(("DescribeInstances", "RunInstances",
+                                          "GetCommandInvocation")),
+                    "delay_s": READ_TIMEOUT_S + 2, "remaining": rng.randint(1, 2)}
+        if maybe(0.4) else None,
+        hide_new_s=round(rng.uniform(5, 20), 1) if maybe(0.4) else None,
+        ssm_delay_s=round(rng.uniform(1, 6), 1) if maybe(0.4) else None,
+        second_autoscaler_at_s=round(rng.uniform(0, 30), 1) if maybe(0.4) else None,
+        clock_jump_at_s=round(rng.uniform(5, 40), 1) if maybe(0.4) else None,
+        clock_jump_s=rng.choice((-CLOCK_JUMP_S, CLOCK_JUMP_S)),
+        schedd_restart_at_s=round(rng.uniform(10, 50), 1) if maybe(0.4) else None,
+        startd_restart_drained=maybe(0.4),
     )
 
 
@@ -129,10 +160,12 @@ su alice -c "condor_submit -terse soak.sub"
     return int(out.strip().split(".")[0])
 
 
-def observe(pool: PoolHandle, cluster: int) -> tuple[set[str], dict[int, str]]:
+def observe(pool: PoolHandle, cluster: int) -> tuple[set[str], dict[int, str], set[str]]:
     """One look at the central manager: the instances whose startd is in the collector
-    (the definition of "joined") and ProcId -> instance id of the worker running it."""
-    out = pool.sandbox.exec(pool.cm, "condor_status -json -attributes Machine,EC2InstanceId; "
+    (the definition of "joined"), ProcId -> instance id of the worker running it, and the
+    instances whose startd is draining."""
+    out = pool.sandbox.exec(pool.cm, "condor_status -json -attributes "
+                                     "Machine,EC2InstanceId,Draining; "
                                      "echo '#--'; condor_q -allusers -json -attributes "
                                      f"ProcId,JobStatus,RemoteHost -constraint "
                                      f"'ClusterId == {cluster}'", check=False).stdout
@@ -141,12 +174,13 @@ def observe(pool: PoolHandle, cluster: int) -> tuple[set[str], dict[int, str]]:
         slots = json.loads(slots_text.strip() or "[]")
         jobs = json.loads(jobs_text.strip() or "[]")
     except ValueError:
-        return set(), {}
+        return set(), {}, set()
     by_machine = {s["Machine"]: s["EC2InstanceId"] for s in slots if s.get("EC2InstanceId")}
+    draining = {s["EC2InstanceId"] for s in slots if s.get("EC2InstanceId") and s.get("Draining")}
     running = {j["ProcId"]: by_machine[j["RemoteHost"].split("@", 1)[-1]] for j in jobs
                if j.get("JobStatus") == 2 and by_machine.get(
                    str(j.get("RemoteHost", "")).split("@", 1)[-1])}
-    return set(by_machine.values()), running
+    return set(by_machine.values()), running, draining
 
 
 def completed(pool: PoolHandle, cluster: int) -> list[dict[str, Any]]:
@@ -163,10 +197,12 @@ def fault_counts(settings: SandboxSettings, offset: int) -> tuple[dict[str, int]
         text = f.read().decode(errors="replace")
         end = f.tell()
     counts: dict[str, int] = {}
-    for action, code in FAULT_LINE.findall(text):
+    for action, code, after in FAULT_LINE.findall(text):
         kind = ("capacity (InsufficientInstanceCapacity)" if code == "InsufficientInstanceCapacity"
                 else "throttling (RequestLimitExceeded)" if code == "RequestLimitExceeded"
                 else "SSM command failure" if code == "InternalServerError"
+                else "reply lost after the call succeeded" if after
+                else "reply slower than the client's time-out" if code == "delay"
                 else "API 5xx")
         counts[kind] = counts.get(kind, 0) + 1
         counts[f"  on {action}"] = counts.get(f"  on {action}", 0) + 1
@@ -185,6 +221,14 @@ def inject(sandbox: SandboxHandle, plan: Plan) -> None:
                        match={"InstanceType": plan.ice_shape}, remaining=-1)
     if plan.ssm:
         sandbox.inject("SendCommand", "InternalServerError", status=500, **plan.ssm)
+    if plan.lost_reply:
+        sandbox.inject(plan.lost_reply["action"], "InternalError", status=500, after=True,
+                       remaining=plan.lost_reply["remaining"])
+    if plan.slow_reply:
+        sandbox.inject(plan.slow_reply["action"], "", delay_s=plan.slow_reply["delay_s"],
+                       remaining=plan.slow_reply["remaining"])
+    if plan.hide_new_s or plan.ssm_delay_s:
+        sandbox.behave(hide_new_s=plan.hide_new_s or 0.0, ssm_delay_s=plan.ssm_delay_s or 0.0)
 
 
 def htcpool_terminate(pool: PoolHandle, ids: list[str]) -> None:
@@ -210,6 +254,8 @@ def one_run(pool: PoolHandle, run: int, seed: int, workdir: Path) -> RunResult:
     inject(sandbox, plan)
     alog = workdir / f"autoscale-{run}.log"
     proc = start_autoscaler(pool, alog)
+    second: subprocess.Popen[bytes] | None = None
+    jumped = schedd_restarts = startd_restarts = 0
     kills = restarts = 0
     victims: list[str] = []
     joined: set[str] = set()
@@ -232,8 +278,30 @@ def one_run(pool: PoolHandle, run: int, seed: int, workdir: Path) -> RunResult:
                 sandbox.exec(pool.cm, "systemctl restart condor", check=False, timeout=120)
                 restarts += 1
                 log(f"run {run}: condor restarted on the central manager at {now:.0f} s")
-            seen, placed = observe(pool, cluster)
+            if plan.second_autoscaler_at_s is not None and second is None \
+                    and now >= plan.second_autoscaler_at_s:
+                second = start_autoscaler(pool, workdir / f"autoscale-{run}-second.log")
+                log(f"run {run}: a second autoscaler started at {now:.0f} s")
+            if plan.clock_jump_at_s is not None and not jumped and now >= plan.clock_jump_at_s:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                proc = start_autoscaler(pool, alog, env={
+                    "HTCPOOL_TEST_CLOCK_OFFSET_S": f"{plan.clock_jump_s:.0f}"})
+                jumped += 1
+                log(f"run {run}: autoscaler restarted with its clock {plan.clock_jump_s:+.0f} s "
+                    f"off at {now:.0f} s")
+            if plan.schedd_restart_at_s is not None and not schedd_restarts \
+                    and now >= plan.schedd_restart_at_s:
+                sandbox.exec(pool.cm, "condor_restart -daemon schedd", check=False, timeout=60)
+                schedd_restarts += 1
+                log(f"run {run}: the schedd restarted at {now:.0f} s")
+            seen, placed, draining = observe(pool, cluster)
             joined |= seen
+            if plan.startd_restart_drained and not startd_restarts and draining:
+                target = sorted(draining)[0]
+                sandbox.exec(target, "systemctl restart condor", check=False, timeout=120)
+                startd_restarts += 1
+                log(f"run {run}: condor restarted on {target} while it drained, at {now:.0f} s")
             if plan.poweroff_after_s is not None and not victims:
                 if placed and poweroff_due is None:
                     poweroff_due = now + plan.poweroff_after_s
@@ -255,23 +323,38 @@ def one_run(pool: PoolHandle, run: int, seed: int, workdir: Path) -> RunResult:
         sandbox.clear_faults()
         deadline = time.monotonic() + EMPTY_TIMEOUT_S
         while pool.workers(states=("pending", "running", "stopping", "shutting-down")):
-            joined |= observe(pool, cluster)[0]
+            seen, _, draining = observe(pool, cluster)
+            joined |= seen
+            if plan.startd_restart_drained and not startd_restarts and draining:
+                target = sorted(draining)[0]
+                sandbox.exec(target, "systemctl restart condor", check=False, timeout=120)
+                startd_restarts += 1
+                log(f"run {run}: condor restarted on {target} while it drained (scale-in)")
             if time.monotonic() > deadline:
                 res.errors.append(f"workers still up {EMPTY_TIMEOUT_S:.0f} s after the jobs")
                 break
             time.sleep(POLL_S)
     finally:
         sandbox.clear_faults()
-        try:
-            rc = stop_autoscaler(proc)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
-        if rc != 0:
-            res.errors.append(f"autoscaler exited {rc} on SIGTERM")
+        for which, p in (("autoscaler", proc), ("second autoscaler", second)):
+            if p is None:
+                continue
+            try:
+                rc = stop_autoscaler(p)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                rc = p.wait()
+            if rc != 0:
+                res.errors.append(f"{which} exited {rc} on SIGTERM")
     res.faults, _ = fault_counts(settings, offset)
     for kind, n in (("autoscaler kill -9", kills), ("central manager condor restart", restarts),
-                    ("worker power-off under a job", len(victims))):
+                    ("worker power-off under a job", len(victims)),
+                    ("second autoscaler on the pool", int(second is not None)),
+                    ("autoscaler clock jump (restart 10 min off)", jumped),
+                    ("schedd restart, jobs reconnecting", schedd_restarts),
+                    ("worker condor restart while drained", startd_restarts),
+                    ("EC2 listing lags new instances", int(bool(plan.hide_new_s))),
+                    ("SSM commands start late", int(bool(plan.ssm_delay_s)))):
         if n:
             res.faults[kind] = n
     done = completed(pool, cluster)
@@ -320,6 +403,7 @@ def final_teardown(pool: PoolHandle) -> tuple[list[str], list[str]]:
 
 def build(sandbox: SandboxHandle) -> PoolHandle:
     from orchestrator.autoscaler.planner.config import InstanceShape
+    from orchestrator.config import AwsSettings
     from orchestrator.sandbox.pool import SANDBOX_SHAPE, aws_environment, build_pool, config_toml
 
     # A second 2-core shape, so a capacity error on one has somewhere to fall back to.
@@ -329,6 +413,9 @@ def build(sandbox: SandboxHandle) -> PoolHandle:
         built = build_pool(sandbox.state, progress=lambda m: log(f"[pool] {m}"), max_workers=10,
                            idle_timeout_s=15.0, interval_s=3.0, arrival_window_s=0.0,
                            spare_largest_jobs=0, shapes=(SANDBOX_SHAPE, large))
+    # A short client time-out, so the slow replies the soak injects time out and are retried.
+    built.config = built.config.model_copy(update={"aws": AwsSettings(
+        read_timeout_s=READ_TIMEOUT_S)})
     config = sandbox.settings.state_dir / "htcpool.toml"
     config.write_text(config_toml(built.config))
     return PoolHandle(sandbox=sandbox, pool=built, config_file=config)
@@ -396,13 +483,21 @@ def section(results: list[RunResult], args: argparse.Namespace, wall_s: float,
               "autoscaler runs with no forecast spare, so the first term is exactly what "
               "bin-packing the burst needs.",
               "- Faults: API faults counted from the sandbox server's log (one line per "
-              "injected error, whoever made the call); kills, restarts and power-offs counted "
-              "by the soak. Each run draws each fault kind with probability 0.6 (capacity "
-              "errors 0.5): 5xx on any call with p 0.1-0.3 up to 3-10 times, throttling p "
-              "0.1-0.3 up to 2-8 times, InsufficientInstanceCapacity for every RunInstances of "
-              "one of the two shapes until the jobs are done, SendCommand HTTP 500 (p 0.5, up "
-              "to 1-4), kill -9 at 3-45 s, `systemctl restart condor` at 10-60 s, power-off "
-              "0-15 s after the first job runs. SSM command time-outs are not injected.",
+              "injected error, whoever made the call); the others counted by the soak. Each "
+              "run draws each kind independently: 5xx on any call (p 0.6; per call p 0.1-0.3, "
+              "up to 3-10 times), throttling (0.6; p 0.1-0.3, up to 2-8 times), "
+              "InsufficientInstanceCapacity for every RunInstances of one of the two shapes "
+              "(0.5), SendCommand HTTP 500 (0.6; p 0.5, up to 1-4), a reply lost after "
+              "RunInstances, TerminateInstances or CreateTags succeeded (0.5; 1-3 times), a "
+              f"reply {READ_TIMEOUT_S + 2:.0f} s late against a {READ_TIMEOUT_S:.0f} s client "
+              "time-out on DescribeInstances, RunInstances or GetCommandInvocation (0.4; 1-2 "
+              "times), new instances unlisted and untaggable for 5-20 s (0.4), SSM commands "
+              "starting 1-6 s late (0.4), kill -9 of the autoscaler at 3-45 s (0.6), a second "
+              "autoscaler from 0-30 s (0.4), a restart of the autoscaler with its clock "
+              f"{CLOCK_JUMP_S / 60:.0f} min fast or slow at 5-40 s (0.4), `systemctl restart "
+              "condor` on the central manager at 10-60 s (0.4), `condor_restart -daemon "
+              "schedd` at 10-50 s (0.4), condor restarted on the first worker seen draining "
+              "(0.4), power-off of a worker 0-15 s after the first job runs (0.6).",
               f"- Jobs: 4-10 per run, 1 or 2 CPUs, 10-40 s, job_lease_duration {LEASE_S} s; "
               "autoscaler interval 3 s, idle timeout 15 s, max 10 workers."]
     if failures:
@@ -428,10 +523,10 @@ def render(workdir: Path, notes: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--runs", type=int, default=8)
+    p.add_argument("--runs", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--first", type=int, default=0, help="number of the first run (replay)")
-    p.add_argument("--budget-min", type=float, default=40.0,
+    p.add_argument("--budget-min", type=float, default=240.0,
                    help="start no run that could end after this (minutes since start)")
     p.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     p.add_argument("--render", type=Path, default=None, metavar="DIR",

@@ -48,22 +48,31 @@ from orchestrator.autoscaler.runtime.loop import Autoscaler
 from orchestrator.aws.ec2 import Cloud
 from orchestrator.condor.ads import ads_from_json, group_projection, read_attrs
 from orchestrator.condor.ads import plain as _plain
-from orchestrator.condor.records import AUTOSCALER_JOB_ATTRS, JOB_ATTRS, SLOT_ATTRS
+from orchestrator.condor.records import (
+    AUTOSCALER_JOB_ATTRS,
+    JOB_ATTRS,
+    SLOT_ATTRS,
+    ScheddQueues,
+)
 from orchestrator.condor.source import PoolSource, Transport
 from orchestrator.config import Config
 
 SHAPE = InstanceShape(name="c6i.large", cpus=2, memory_mb=4096, price_per_hour=0.085)
 
 
-def _slot_dicts(instance_ids: list[str]) -> list[dict[str, Any]]:
+def _slot_dicts(instances: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Ads of (instance id, private IP) workers, each advertising its own address."""
     ads = []
-    for n, iid in enumerate(instance_ids):
+    for n, (iid, ip) in enumerate(instances):
+        address = f"<{ip}:9618?addrs={ip}-9618&alias=w{n}&noUDP&sock=startd_1_1>"
         ads.append({"Name": f"slot1_1@w{n}", "Machine": f"w{n}", "State": "Claimed",
                     "Activity": "Busy", "Cpus": 2, "Memory": 4096, "Gpus": 0,
-                    "SlotType": "Dynamic", "EC2InstanceId": iid, "HtcpoolPool": "bench"})
+                    "SlotType": "Dynamic", "EC2InstanceId": iid, "HtcpoolPool": "bench",
+                    "MyAddress": address})
         ads.append({"Name": f"slot1@w{n}", "Machine": f"w{n}", "State": "Unclaimed",
                     "Activity": "Idle", "Cpus": 0, "Memory": 0, "Gpus": 0,
-                    "SlotType": "Partitionable", "EC2InstanceId": iid, "HtcpoolPool": "bench"})
+                    "SlotType": "Partitionable", "EC2InstanceId": iid, "HtcpoolPool": "bench",
+                    "MyAddress": address})
     return [{k: v for k, v in ad.items() if k in SLOT_ATTRS} for ad in ads]
 
 
@@ -98,11 +107,12 @@ class SyntheticSource(PoolSource):
 
     transport = Transport.LOCAL
 
-    def __init__(self, instance_ids: list[str], idle_jobs: int, form: str = "json") -> None:
+    def __init__(self, instances: list[tuple[str, str]], idle_jobs: int,
+                 form: str = "json") -> None:
         import classad2
 
         self.form = form
-        slots, self._jobs = _slot_dicts(instance_ids), _job_dicts(len(instance_ids), idle_jobs)
+        slots, self._jobs = _slot_dicts(instances), _job_dicts(len(instances), idle_jobs)
         self._slots_json = json.dumps(slots)
         self._slot_ads = [classad2.ClassAd(ad) for ad in slots] if form == "classad" else []
         # What the schedd answers, made once per (projection, grouped) as it would be
@@ -131,6 +141,11 @@ class SyntheticSource(PoolSource):
         if self.form == "classad":
             return [_plain(ad, wanted) for ad in answer]
         return ads_from_json(answer, wanted)
+
+    def queues(self, constraint: str | None, attrs: Sequence[str],
+               grouped: bool = False) -> ScheddQueues:
+        return ScheddQueues(self.job_ads(constraint, attrs, grouped=grouped),
+                            answered=("synthetic",))
 
     def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
         return ""
@@ -206,19 +221,30 @@ def reconcile_cost(jobs: int, instances: int, passes: int,
                 break
             except Exception:
                 time.sleep(0.1)
-        ami = setup.register_image(Name="bench")["ImageId"]
-        ids: list[str] = []
+        # What the pool would have launched: its worker image and instance profile (the
+        # autoscaler acts on nothing else, aws/provenance.py).
+        ami = setup.register_image(Name="bench", TagSpecifications=[{
+            "ResourceType": "image", "Tags": [{"Key": "htcpool:pool", "Value": "bench"},
+                                              {"Key": "htcpool:role",
+                                               "Value": "worker-image"}]}])["ImageId"]
+        iam = Cloud(config).client("iam")
+        iam.create_role(RoleName="htcpool-bench-instance", AssumeRolePolicyDocument="{}")
+        iam.create_instance_profile(InstanceProfileName=config.worker_instance_profile)
+        iam.add_role_to_instance_profile(InstanceProfileName=config.worker_instance_profile,
+                                         RoleName="htcpool-bench-instance")
+        launched: list[tuple[str, str]] = []
         tags = [{"Key": "htcpool:pool", "Value": "bench"}, {"Key": "htcpool:role",
                                                               "Value": "worker"}]
-        while len(ids) < instances:
-            n = min(500, instances - len(ids))
+        while len(launched) < instances:
+            n = min(500, instances - len(launched))
             resp = setup.run_instances(
                 ImageId=ami, MinCount=n, MaxCount=n, InstanceType=SHAPE.name,
+                IamInstanceProfile={"Name": config.worker_instance_profile},
                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
-            ids += [i["InstanceId"] for i in resp["Instances"]]
+            launched += [(i["InstanceId"], i["PrivateIpAddress"]) for i in resp["Instances"]]
         spec = LaunchSpec(image_id=ami, subnets=[setup.describe_subnets()["Subnets"][0][
-            "SubnetId"]], security_groups=[], instance_profile="bench")
-        return _passes({form: (Cloud(config), SyntheticSource(ids, jobs, form))
+            "SubnetId"]], security_groups=[], instance_profile=config.worker_instance_profile)
+        return _passes({form: (Cloud(config), SyntheticSource(launched, jobs, form))
                         for form in forms}, config, spec, passes)
     finally:
         server.terminate()

@@ -35,7 +35,9 @@ def _timed(fn: Callable[[], Any]) -> float:
 def _clients(state: dict[str, Any]) -> tuple[Any, Any]:
     import boto3
 
-    creds = state["credentials"]
+    # The sandbox's admin: these are the emulator's own timings (untagged instances), not a
+    # user's calls, which the sandbox would refuse the operator (it enforces IAM).
+    creds = state["admin_credentials"]
     session = boto3.Session(aws_access_key_id=creds["aws_access_key_id"],
                             aws_secret_access_key=creds["aws_secret_access_key"],
                             region_name=state["region"])

@@ -97,7 +97,7 @@ def main() -> None:
         verdicts.append(f"| {rep.trace} | " + " | ".join(verdict(rep)) + " |")
         print(tables[-1], flush=True)
     (HERE / "sim-results.json").write_text(json.dumps(to_json(reports), indent=2, default=str))
-    notes = (HERE / "sim_notes.md").read_text() if (HERE / "sim_notes.md").exists() else ""
+    notes = (HERE / "sim_notes.md").read_text().rstrip() if (HERE / "sim_notes.md").exists() else ""
     cfg = AutoscalerConfig()
     body = "\n".join([
         "Command: `.venv/bin/python -m bench.sim_traces`  ",

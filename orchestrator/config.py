@@ -17,6 +17,8 @@ File format (every key optional; unknown keys are errors that name the key):
     max_attempts = 5                  # bounded retries per API call (1-20)
     wait_timeout_s = 600              # how long start/stop/... wait for a state
     wait_delay_s = 5                  # waiter polling interval
+    connect_timeout_s = 10            # per API call; a timed-out call is retried
+    read_timeout_s = 60
 
     [condor]
     transport = "auto"                # auto | local | ssm | ssh
@@ -77,19 +79,22 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AwsSettings(_Section):
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(default=5, ge=1, le=20)
-    wait_timeout_s: float = Field(default=600.0, gt=0)
-    wait_delay_s: float = Field(default=5.0, gt=0)
+    wait_timeout_s: float = Field(default=600.0, gt=0, le=86400)
+    wait_delay_s: float = Field(default=5.0, gt=0, le=3600)
+    # A call whose reply takes longer is retried (botocore counts it as a transient error).
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    read_timeout_s: float = Field(default=60.0, gt=0, le=900)
 
 
 class CondorSettings(_Section):
     transport: Literal["auto", "local", "ssm", "ssh"] = "auto"
-    ssm_timeout_s: float = Field(default=60.0, gt=0)
+    ssm_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     ssh_host: str = ""
     ssh_user: str = ""
     ssh_key_file: str = ""

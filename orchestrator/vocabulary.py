@@ -24,6 +24,10 @@ TAG_JOINED = "htcpool:joined"
 # When a joined, running worker was first found missing from the collector (cleared when
 # its startd is seen again): how long it has been gone survives a restart of the autoscaler.
 TAG_MISSING_SINCE = "htcpool:missing-since"
+# Set once the worker's own startd (at the instance's private address) accepted the
+# autoscaler's drain; removal requires it, so a forged "drained" ad cannot get a busy
+# worker removed. Cleared when the drain is cancelled or the worker is seen not draining.
+TAG_DRAINED = "htcpool:drained"
 
 
 class Role(StrEnum):

@@ -15,10 +15,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.aws.launch import run_instances
-from orchestrator.aws.lease_store import SsmLeaseStore
+from orchestrator.aws.lease_store import DynamoLeaseStore
+from orchestrator.aws.provenance import PoolImages, provenance_problem
 from orchestrator.aws.records import Ec2Instance, Image, LaunchRequest
 from orchestrator.aws.session import Clients, error_code
 from orchestrator.aws.ssm import run_command
+from orchestrator.clock import wall
 from orchestrator.config import Config
 from orchestrator.errors import HtcpoolError, NotFoundError, RefusedError, WaitTimeout
 from orchestrator.vocabulary import INSTANCE_ID_LOOSE, TAG_POOL, TAG_ROLE, InstanceState, Role
@@ -67,6 +69,10 @@ class Cloud:
         self.config = config
         self.pool = config.pool
         self._clients = Clients(config, session)
+        # (EC2's time, this host's time) when the last DescribeInstances reply came: the
+        # autoscaler times launches and its tags by EC2's clock, not this host's.
+        self.server_time: tuple[float, float] | None = None
+        self._images = PoolImages(lambda: [i.id for i in self.worker_images()], wall)
 
     @property
     def session(self) -> boto3.Session:
@@ -96,10 +102,25 @@ class Cloud:
     # -- instances ---------------------------------------------------------------------
 
     def _instances(self, **kwargs: Any) -> list[Ec2Instance]:
-        found = [Ec2Instance.from_api(raw)
-                 for res in self._paginate("ec2", "describe_instances", "Reservations", **kwargs)
-                 for raw in res.get("Instances", [])]
+        found = []
+        pages = self._ec2.get_paginator("describe_instances").paginate(**kwargs)
+        for n, page in enumerate(pages):
+            if n == 0:
+                self._note_server_time(page)
+            found += [Ec2Instance.from_api(raw) for res in page.get("Reservations", [])
+                      for raw in res.get("Instances", [])]
         return sorted(found, key=lambda i: (i.role or "", i.name, i.id))
+
+    def _note_server_time(self, page: dict[str, Any]) -> None:
+        import email.utils
+
+        date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            # The header has whole seconds: the reply left somewhere in that second.
+            sent = email.utils.parsedate_to_datetime(date).timestamp() + 0.5
+        except (TypeError, ValueError):
+            return
+        self.server_time = (sent, wall())
 
     def pool_instances(self, states: Iterable[str] | None = None,
                        roles: Iterable[str] | None = None, pool: str | None = None,
@@ -147,8 +168,16 @@ class Cloud:
     def region(self) -> str:
         return self._clients.region
 
+    def provenance(self, inst: Ec2Instance) -> str | None:
+        """Why a pool-tagged instance is not one the pool launched (aws/provenance.py);
+        None if it is."""
+        images = self._images.ids([inst.image_id] if inst.role == Role.WORKER else [])
+        return provenance_problem(inst, self.pool, images, self.config.worker_instance_profile,
+                                  self.config.central_manager_instance_profile)
+
     def check_ours(self, instances: Iterable[Ec2Instance], force: bool = False) -> None:
-        """Refuse instances outside this pool unless `force`."""
+        """Refuse instances outside this pool, or tagged into it but not launched by it,
+        unless `force`."""
         if force:
             return
         for inst in instances:
@@ -156,6 +185,13 @@ class Cloud:
                 where = f"pool '{inst.pool}'" if inst.pool else f"no {TAG_POOL} tag"
                 raise RefusedError(f"{inst.id} is not in pool '{self.pool}' ({where}); "
                                    "use --force to act on it anyway")
+            # A terminated instance has no profile left, and no action applies to it.
+            gone = inst.state in (S.TERMINATED, S.SHUTTING_DOWN)
+            problem = None if gone else self.provenance(inst)
+            if problem:
+                raise RefusedError(f"{inst.id} is tagged into pool '{self.pool}' but was not "
+                                   f"launched by it ({problem}); use --force to act on it "
+                                   "anyway")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -256,9 +292,9 @@ class Cloud:
         """Launch `req.count` instances with fallbacks (aws/launch.py)."""
         return run_instances(self._ec2, self.pool, req, dry_run)
 
-    def lease_store(self) -> SsmLeaseStore:
+    def lease_store(self) -> DynamoLeaseStore:
         """Where the pool's autoscaler lease is kept."""
-        return SsmLeaseStore(self.client("ssm"), self.pool)
+        return DynamoLeaseStore(self.client("dynamodb"), self.pool)
 
     def run_command(self, instance_id: str, commands: Sequence[str], timeout_s: float,
                     comment: str = "htcpool", **kw: Any) -> str:

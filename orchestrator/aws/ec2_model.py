@@ -2,16 +2,17 @@
 
 botocore parses every member its model names for each instance of a DescribeInstances
 reply, some 60 (network interfaces, block devices, ...), though `Instance.from_api` reads
-12: for a 1,000-instance pool that parse was most of an autoscaler pass's CPU. A Cloud's
+13: for a 1,000-instance pool that parse was most of an autoscaler pass's CPU. A Cloud's
 session therefore loads the model from a data path (botocore's documented way to add
 models, as AWS_DATA_PATH does) that holds a copy whose Instance shape has only those
 members; everything else is botocore's own. The copy is written once per botocore version
-under the user's cache directory; if it cannot be, the full model is used.
+and member list under the user's cache directory; if it cannot be, the full model is used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -23,11 +24,12 @@ from orchestrator.paths import user_cache_dir
 
 log = logging.getLogger(__name__)
 
-# What cloud_records.Instance.from_api reads; an integration test checks that records read
+# What records.Ec2Instance.from_api reads; an integration test checks that records read
 # through the narrowed model equal those read through the full one.
 INSTANCE_MEMBERS = frozenset({
     "InstanceId", "ImageId", "InstanceType", "State", "Monitoring", "PrivateIpAddress",
-    "PrivateDnsName", "PublicIpAddress", "Placement", "SubnetId", "LaunchTime", "Tags"})
+    "PrivateDnsName", "PublicIpAddress", "Placement", "SubnetId", "LaunchTime", "Tags",
+    "IamInstanceProfile"})
 
 
 def narrowed_data_path(cache_dir: Path | None = None) -> Path | None:
@@ -38,7 +40,9 @@ def narrowed_data_path(cache_dir: Path | None = None) -> Path | None:
 
     loader = botocore.loaders.create_loader()  # a fresh one: its cache is thrown away
     api = loader.determine_latest_version("ec2", "service-2")
-    root = (cache_dir or user_cache_dir()) / "botocore" / botocore.__version__
+    # Keyed by the members too: a copy written for another list is never read.
+    members = hashlib.sha256(",".join(sorted(INSTANCE_MEMBERS)).encode()).hexdigest()[:12]
+    root = (cache_dir or user_cache_dir()) / "botocore" / f"{botocore.__version__}-{members}"
     target = root / "ec2" / api / "service-2.json"
     if target.is_file():
         return root

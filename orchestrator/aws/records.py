@@ -44,6 +44,14 @@ class Ec2Instance:
     subnet_id: str | None
     launch_time: str | None
     tags: dict[str, str] = field(default_factory=dict)
+    # The instance profile's ARN: unlike tags, nothing htcpool's policies allow can change it.
+    instance_profile_arn: str | None = None
+
+    @property
+    def instance_profile(self) -> str | None:
+        """The instance profile's name (the last part of its ARN)."""
+        return self.instance_profile_arn.rpartition("/")[2] if self.instance_profile_arn \
+            else None
 
     @property
     def pool(self) -> str | None:
@@ -67,7 +75,7 @@ class Ec2Instance:
             zone=raw.get("Placement", {}).get("AvailabilityZone"),
             subnet_id=raw.get("SubnetId"),
             launch_time=launch.isoformat() if hasattr(launch, "isoformat") else launch,
-            tags=tags)
+            tags=tags, instance_profile_arn=(raw.get("IamInstanceProfile") or {}).get("Arn"))
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "image_id": self.image_id,
@@ -75,7 +83,8 @@ class Ec2Instance:
                 "monitoring": self.monitoring, "private_ip": self.private_ip,
                 "private_dns": self.private_dns, "public_ip": self.public_ip, "zone": self.zone,
                 "subnet_id": self.subnet_id, "launch_time": self.launch_time,
-                "pool": self.pool, "role": self.role, "tags": self.tags}
+                "pool": self.pool, "role": self.role, "instance_profile": self.instance_profile,
+                "tags": self.tags}
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,10 @@ class Clients:
                                "AWS_REGION or the config file)")
         retries: Any = {"mode": self.config.aws.retry_mode,
                         "max_attempts": self.config.aws.max_attempts}
+        aws = self.config.aws
         self._clients[service] = self.session.client(
             service, endpoint_url=self.config.endpoint_url,  # type: ignore[call-overload]
-            config=BotoConfig(retries=retries, user_agent_extra="htcpool"))
+            config=BotoConfig(retries=retries, user_agent_extra="htcpool",
+                              connect_timeout=aws.connect_timeout_s,
+                              read_timeout=aws.read_timeout_s))
         return self._clients[service]

@@ -40,13 +40,27 @@ def _result_json(result: PassResult) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="The plan, outcome and events as JSON.")
 @click.option("--transport", type=click.Choice(["auto", "local", "ssm", "ssh"]), default=None,
               help="How to reach HTCondor (default: the config file's).")
+@click.option("--no-lease", is_flag=True,
+              help="Act without the pool's lease (unsafe while an autoscaler runs).")
 @click.pass_context
 def scale(ctx: click.Context, once: bool, dry_run: bool, as_json: bool,
-          transport: str | None) -> None:
-    """One autoscaler pass: observe EC2 and HTCondor, plan, and act unless --dry-run."""
+          transport: str | None, no_lease: bool) -> None:
+    """One autoscaler pass: observe EC2 and HTCondor, plan, and act unless --dry-run.
+
+    Acting takes the pool's lease for the pass, as `htcpool autoscale` does each pass: while
+    another autoscaler holds it, nothing is done (exit 5)."""
+    from orchestrator.autoscaler.runtime.build import pool_lease
+
     events: list[dict[str, Any]] = []
     autoscaler = build_autoscaler(ctx, transport, emit=events.append)
-    result = autoscaler.run_once(dry_run=dry_run)
+    lease = None if dry_run or no_lease else pool_lease(autoscaler)
+    if lease is not None:
+        lease.acquire()  # LeaseHeld: one error line, nothing done
+    try:
+        result = autoscaler.run_once(dry_run=dry_run, fence=lease.fence if lease else None)
+    finally:
+        if lease is not None:
+            lease.release()
     if as_json:
         print_json(_result_json(result))
     else:
@@ -92,7 +106,7 @@ def _print_result(result: PassResult, dry_run: bool) -> None:
 
 
 @click.command()
-@click.option("--interval", "interval_s", type=click.FloatRange(min=1), default=None,
+@click.option("--interval", "interval_s", type=click.FloatRange(min=1, max=3600), default=None,
               help="Seconds between passes (default: autoscaler.interval_s, 20).")
 @click.option("--dry-run", is_flag=True, help="Plan and log every pass, act on nothing.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
@@ -109,7 +123,7 @@ def autoscale(ctx: click.Context, interval_s: float | None, dry_run: bool,
     """Run the autoscaler loop in the foreground (SIGTERM or Ctrl-C stops it cleanly).
 
     Each decision is one JSON line on stderr. Only one autoscaler acts on a pool at a time:
-    the others wait on a lease kept in SSM Parameter Store."""
+    the others wait on the pool's lease (a DynamoDB table)."""
     from orchestrator.autoscaler.runtime.build import pool_lease, prepare_for_passes
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -117,7 +131,8 @@ def autoscale(ctx: click.Context, interval_s: float | None, dry_run: bool,
     autoscaler = build_autoscaler(ctx, transport,
                                   emit=lambda r: click.echo(json.dumps(r, default=str), err=True))
     if interval_s is not None:
-        autoscaler.config = autoscaler.config.model_copy(update={"interval_s": interval_s})
+        autoscaler.config = type(autoscaler.config).model_validate(
+            {**autoscaler.config.model_dump(), "interval_s": interval_s})
     if metrics_port is not None:
         autoscaler.metrics.serve(metrics_port)
     lease = None if no_lease else pool_lease(autoscaler)

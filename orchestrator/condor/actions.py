@@ -16,7 +16,16 @@ from orchestrator.condor.records import Slot
 from orchestrator.condor.source import PoolSource
 from orchestrator.vocabulary import INSTANCE_ID
 
-DRAIN_REASON = "htcpool autoscaler: idle past idle_timeout_s"
+# Every drain the autoscaler starts carries this reason (the startd's DrainReason), so a
+# drain it finds on a claimed worker is known to be its own to cancel; an administrator's
+# drain is left alone.
+DRAIN_REASON_PREFIX = "htcpool autoscaler"
+DRAIN_REASON = f"{DRAIN_REASON_PREFIX}: idle past idle_timeout_s"
+# The startd drains only if this holds for every slot at that instant: no claim, not even
+# one the negotiator made since the autoscaler looked. Otherwise the drain is refused and
+# nothing changes (a job matched in between is never evicted by a drain).
+DRAIN_CHECK = 'State == "Unclaimed"'
+CHECK_REFUSED = "Draining check expression is false"
 
 
 class CondorActions:
@@ -27,9 +36,10 @@ class CondorActions:
         return self.source.run_tool(argv)
 
     def drain(self, machines: Sequence[str]) -> dict[str, str]:
-        """Graceful drain (running jobs finish; no new ones start). Returns errors by machine."""
-        return self._each(machines, lambda m: ["condor_drain", "-graceful", "-reason",
-                                               DRAIN_REASON, m])
+        """Graceful drain of machines the startd itself finds wholly unclaimed (DRAIN_CHECK).
+        Returns the failures by machine (a refused check says CHECK_REFUSED)."""
+        return self._each(machines, lambda m: ["condor_drain", "-graceful", "-check",
+                                               DRAIN_CHECK, "-reason", DRAIN_REASON, m])
 
     def cancel_drain(self, machines: Sequence[str]) -> dict[str, str]:
         return self._each(machines, lambda m: ["condor_drain", "-cancel", m])
@@ -50,13 +60,19 @@ class CondorActions:
               ) -> dict[str, str]:
         if not machines:
             return {}
-        # One remote round trip for all machines; each command's failure is reported alone.
+        # One remote round trip for all machines; each command's failure is reported alone,
+        # with the last line it wrote (after a tab: a machine name holds none).
         script = "; ".join(
-            f"{shlex.join(argv(m))} >/dev/null 2>&1 || echo FAILED {shlex.quote(m)}"
+            f"if ! o=$({shlex.join(argv(m))} 2>&1); then printf 'FAILED %s\\t%s\\n' "
+            f"{shlex.quote(m)} \"$(printf '%s\\n' \"$o\" | grep . | tail -n 1)\"; fi"
             for m in machines)
         out = self._run(["sh", "-c", script])
-        return {line.split(" ", 1)[1]: "condor_drain failed" for line in out.splitlines()
-                if line.startswith("FAILED ")}
+        failed: dict[str, str] = {}
+        for line in out.splitlines():
+            if line.startswith("FAILED "):
+                machine, _, reason = line[len("FAILED "):].partition("\t")
+                failed[machine] = reason.strip() or "condor_drain failed"
+        return failed
 
     def recheck(self, instance_ids: Iterable[str]) -> dict[str, list[Slot]]:
         """Fresh startd ads of these workers, by instance id (the re-check before removal)."""

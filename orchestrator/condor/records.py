@@ -3,7 +3,7 @@ and the attributes each view asks for. Pure data (no htcondor import)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -11,7 +11,11 @@ from orchestrator.errors import HtcpoolError
 
 SLOT_ATTRS = ("Name", "Machine", "State", "Activity", "LoadAvg", "Memory", "Cpus", "Gpus",
               "Disk", "SlotType", "EC2InstanceId", "HtcpoolPool", "EnteredCurrentState",
-              "EnteredCurrentActivity", "OpSys", "Arch")
+              "EnteredCurrentActivity", "OpSys", "Arch", "Draining", "DrainReason",
+              "MyAddress")
+# Slot states in which nothing holds the slot; any other (Claimed, Matched, Preempting, a
+# state a later HTCondor adds) counts as claimed.
+FREE_STATES = frozenset({"Unclaimed", "Drained"})
 # ImageSize and MemoryUsage are what the submit default of RequestMemory refers to: a
 # projection without them leaves that expression undefined.
 JOB_ATTRS = ("ClusterId", "ProcId", "Owner", "JobStatus", "JobBatchName", "RequestCpus",
@@ -37,6 +41,14 @@ class JobStatus(IntEnum):
     TRANSFERRING_OUTPUT = 6
     SUSPENDED = 7
     UNKNOWN = 0
+
+
+# Jobs that hold a claim on a machine: running, sending its output back, or suspended.
+ON_A_MACHINE = frozenset({JobStatus.RUNNING, JobStatus.TRANSFERRING_OUTPUT,
+                          JobStatus.SUSPENDED})
+# The autoscaler's queue read: idle jobs and those on a machine.
+AUTOSCALER_CONSTRAINT = " || ".join(
+    f"JobStatus == {int(s)}" for s in sorted((JobStatus.IDLE, *ON_A_MACHINE)))
 
 
 _STATUSES: dict[int, JobStatus] = {int(s): s for s in JobStatus}
@@ -70,18 +82,39 @@ class Slot:
     ec2_instance_id: str | None
     pool: str | None
     entered_current_state: int | None
+    draining: bool = False
+    drain_reason: str | None = None
+    address: str | None = None  # MyAddress: the startd's sinful string "<ip:port?...>"
+
+    @property
+    def claimed(self) -> bool:
+        return self.state not in FREE_STATES
+
+    @property
+    def address_ip(self) -> str | None:
+        """The IP the startd advertises itself at ("<198.18.0.5:9618?...>" -> 198.18.0.5)."""
+        if not self.address or not self.address.startswith("<"):
+            return None
+        host = self.address[1:].split("?", 1)[0].split(">", 1)[0]
+        return host.rpartition(":")[0] or None
 
     @classmethod
     def from_ad(cls, ad: dict[str, Any]) -> Slot:
         ecs = ad.get("EnteredCurrentState")
+        state, activity = str(ad.get("State", "")), str(ad.get("Activity", ""))
+        draining = ad.get("Draining")
+        if not isinstance(draining, bool):  # an older startd: read the drain from its state
+            draining = state == "Drained" or activity == "Retiring"
         return cls(name=str(ad.get("Name", "")), machine=str(ad.get("Machine", "")),
-                   state=str(ad.get("State", "")), activity=str(ad.get("Activity", "")),
+                   state=state, activity=activity,
                    load_avg=_num(ad.get("LoadAvg")), memory_mb=_int(ad.get("Memory")),
                    cpus=_int(ad.get("Cpus")), gpus=_int(ad.get("Gpus")),
                    slot_type=str(ad.get("SlotType") or ""),
                    ec2_instance_id=ad.get("EC2InstanceId") or None,
                    pool=ad.get("HtcpoolPool") or None,
-                   entered_current_state=int(ecs) if isinstance(ecs, int | float) else None)
+                   entered_current_state=int(ecs) if isinstance(ecs, int | float) else None,
+                   draining=draining, drain_reason=str(ad.get("DrainReason") or "") or None,
+                   address=str(ad.get("MyAddress") or "") or None)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,3 +165,21 @@ class Job:
         out["status"] = self.status.name.lower()
         out["id"] = self.id
         return out
+
+
+@dataclass(frozen=True)
+class ScheddQueues:
+    """The queues of every schedd the collector lists: the ads of those that answered, and
+    why each of the others did not (a schedd that does not answer stops nothing: its jobs
+    are unknown, and the autoscaler acts as if they might be anywhere)."""
+
+    ads: list[dict[str, Any]]
+    answered: tuple[str, ...] = ()
+    silent: dict[str, str] = field(default_factory=dict)  # name -> why
+
+    def require_all(self, where: str) -> list[dict[str, Any]]:
+        """The ads, if every schedd answered (a view that must be whole)."""
+        if self.silent:
+            name, why = sorted(self.silent.items())[0]
+            raise CondorError(f"schedd {name} via {where}: {why}")
+        return self.ads

@@ -11,8 +11,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.condor.ads import ads_from_json, read_attrs
-from orchestrator.condor.commands import all_schedds_argv, condor_q_argv, condor_status_argv
-from orchestrator.condor.records import JOB_ATTRS, SLOT_ATTRS, CondorError
+from orchestrator.condor.commands import (
+    condor_q_argv,
+    condor_status_argv,
+    schedd_queues_argv,
+    split_schedd_output,
+)
+from orchestrator.condor.records import JOB_ATTRS, SLOT_ATTRS, CondorError, ScheddQueues
 from orchestrator.condor.source import PoolSource, Transport
 
 if TYPE_CHECKING:
@@ -31,10 +36,31 @@ def _remote_script(argv: list[str]) -> str:
 
 
 def query_jobs(run: Callable[[list[str]], str], constraint: str | None,
-               attrs: Sequence[str], all_schedds: bool, grouped: bool) -> list[dict[str, Any]]:
-    argv = (all_schedds_argv(constraint, attrs, grouped) if all_schedds
-            else condor_q_argv(constraint, attrs, grouped))
-    return ads_from_json(run(argv), read_attrs(attrs, grouped))
+               attrs: Sequence[str], grouped: bool) -> list[dict[str, Any]]:
+    """The queue of the schedd on the host the command runs on."""
+    return ads_from_json(run(condor_q_argv(constraint, attrs, grouped)),
+                         read_attrs(attrs, grouped))
+
+
+def query_queues(run: Callable[[list[str]], str], constraint: str | None,
+                 attrs: Sequence[str], grouped: bool) -> ScheddQueues:
+    """Every schedd's queue, one command for all; a schedd whose part failed or cannot be
+    parsed is silent, the others count."""
+    ads: list[dict[str, Any]] = []
+    answered: list[str] = []
+    silent: dict[str, str] = {}
+    for name, text, failed in split_schedd_output(run(schedd_queues_argv(constraint, attrs,
+                                                                          grouped))):
+        if failed is not None:
+            silent[name] = failed
+            continue
+        try:
+            ads += ads_from_json(text, read_attrs(attrs, grouped))
+        except CondorError as err:
+            silent[name] = str(err)
+            continue
+        answered.append(name)
+    return ScheddQueues(ads, tuple(answered), silent)
 
 
 def decode_remote_output(text: str, where: str) -> str:
@@ -84,7 +110,13 @@ class SsmSource(PoolSource):
 
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
                 all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
-        return query_jobs(self._run, constraint, attrs, all_schedds, grouped)
+        if all_schedds:
+            return self.queues(constraint, attrs, grouped).require_all(self.where)
+        return query_jobs(self._run, constraint, attrs, grouped)
+
+    def queues(self, constraint: str | None, attrs: Sequence[str],
+               grouped: bool = False) -> ScheddQueues:
+        return query_queues(self._run, constraint, attrs, grouped)
 
 
 class SshSource(PoolSource):
@@ -137,4 +169,10 @@ class SshSource(PoolSource):
 
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
                 all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
-        return query_jobs(self._run, constraint, attrs, all_schedds, grouped)
+        if all_schedds:
+            return self.queues(constraint, attrs, grouped).require_all(self.where)
+        return query_jobs(self._run, constraint, attrs, grouped)
+
+    def queues(self, constraint: str | None, attrs: Sequence[str],
+               grouped: bool = False) -> ScheddQueues:
+        return query_queues(self._run, constraint, attrs, grouped)

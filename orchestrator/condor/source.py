@@ -17,6 +17,7 @@ jobs of every schedd, grouped by the schedd, each record with its `count`).
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from enum import StrEnum
@@ -24,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.condor.ads import group_projection, plain, read_attrs
-from orchestrator.condor.records import JOB_ATTRS, SLOT_ATTRS, CondorError, Job, JobStatus, Slot
+from orchestrator.condor.commands import SCHEDD_TIMEOUT_S
+from orchestrator.condor.records import (
+    JOB_ATTRS,
+    SLOT_ATTRS,
+    CondorError,
+    Job,
+    JobStatus,
+    ScheddQueues,
+    Slot,
+)
 
 
 class Transport(StrEnum):
@@ -50,6 +60,12 @@ class PoolSource(ABC):
         schedd, or of every schedd of the pool. `grouped`: one ad per distinct value of
         the projection, with JobCount, as the schedd aggregates them (10,000 idle jobs of a
         few kinds are a few ads to send and read)."""
+
+    @abstractmethod
+    def queues(self, constraint: str | None, attrs: Sequence[str],
+               grouped: bool = False) -> ScheddQueues:
+        """Evaluated job ads of every schedd the pool's collector lists, with those that
+        did not answer named apart (they do not fail the others)."""
 
     @property
     @abstractmethod
@@ -120,32 +136,73 @@ class LocalSource(PoolSource):
             raise CondorError(f"cannot query the collector: {err}") from err
         return [plain(ad, SLOT_ATTRS) for ad in ads]
 
+    def _collector(self) -> Any:
+        htcondor2 = _bindings()
+        return htcondor2.Collector(self.collector_host) if self.collector_host \
+            else htcondor2.Collector()
+
     def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
                 all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
+        if all_schedds and not (self.collector_host or self.schedd_name):
+            return self.queues(constraint, attrs, grouped).require_all(self.where)
         htcondor2 = _bindings()
-        projection = group_projection(attrs) if grouped else list(attrs)
-        opts = htcondor2.QueryOpt.GroupBy if grouped else htcondor2.QueryOpt.Default
-
         try:
-            coll = htcondor2.Collector(self.collector_host) if self.collector_host \
-                else htcondor2.Collector()
             if self.collector_host or self.schedd_name:
-                found = coll.query(htcondor2.AdTypes.Schedd,
-                                   f'Name == "{self.schedd_name}"' if self.schedd_name
-                                   else "true")
+                found = self._collector().query(
+                    htcondor2.AdTypes.Schedd,
+                    f'Name == "{self.schedd_name}"' if self.schedd_name else "true")
                 if not found:
                     raise CondorError(f"no schedd found at {self.where}")
-                schedds = [htcondor2.Schedd(found[0])]
-            elif all_schedds:
-                # As all_schedds_argv: each schedd the collector lists, or the local one.
-                listed = coll.query(htcondor2.AdTypes.Schedd)
-                schedds = [htcondor2.Schedd(ad) for ad in listed] or [htcondor2.Schedd()]
+                schedd = htcondor2.Schedd(found[0])
             else:
-                schedds = [htcondor2.Schedd()]
-            ads = [ad for schedd in schedds
-                   for ad in schedd.query(constraint or "true", projection, opts=opts)]
+                schedd = htcondor2.Schedd()
+            ads = _query(schedd, constraint, attrs, grouped)
         except CondorError:
             raise
         except Exception as err:
             raise CondorError(f"cannot query the schedd: {err}") from err
         return [plain(ad, read_attrs(attrs, grouped)) for ad in ads]
+
+    def queues(self, constraint: str | None, attrs: Sequence[str],
+               grouped: bool = False) -> ScheddQueues:
+        """Each schedd the collector lists (the local one while it lists none), queried
+        side by side; one that fails or takes over SCHEDD_TIMEOUT_S is silent."""
+        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        htcondor2 = _bindings()
+        try:
+            listed = self._collector().query(htcondor2.AdTypes.Schedd)
+        except Exception as err:
+            raise CondorError(f"cannot query the collector: {err}") from err
+        named = [(str(ad.get("Name", "?")), ad) for ad in listed] or [("-", None)]
+        ads: list[dict[str, Any]] = []
+        answered: list[str] = []
+        silent: dict[str, str] = {}
+        pool = ThreadPoolExecutor(max_workers=len(named), thread_name_prefix="schedd")
+        try:
+            futures = {name: pool.submit(
+                _query, htcondor2.Schedd(ad) if ad is not None else htcondor2.Schedd(),
+                constraint, attrs, grouped) for name, ad in named}
+            deadline = time.monotonic() + SCHEDD_TIMEOUT_S
+            for name, future in futures.items():
+                try:
+                    got = future.result(timeout=max(0.0, deadline - time.monotonic()))
+                except FutureTimeout:
+                    silent[name] = f"did not answer within {SCHEDD_TIMEOUT_S} s"
+                except Exception as err:
+                    silent[name] = f"cannot query it: {err}"
+                else:
+                    ads += [plain(ad, read_attrs(attrs, grouped)) for ad in got]
+                    answered.append(name)
+        finally:
+            pool.shutdown(wait=False)  # a schedd that hangs must not hang the pass
+        return ScheddQueues(ads, tuple(answered), silent)
+
+
+def _query(schedd: Any, constraint: str | None, attrs: Sequence[str], grouped: bool
+           ) -> list[Any]:
+    htcondor2 = _bindings()
+    projection = group_projection(attrs) if grouped else list(attrs)
+    opts = htcondor2.QueryOpt.GroupBy if grouped else htcondor2.QueryOpt.Default
+    return list(schedd.query(constraint or "true", projection, opts=opts))

@@ -307,7 +307,7 @@ class Demo:
                  f"  export HTCPOOL_SANDBOX_INDEX={self.settings.index} "
                  f"HTCPOOL_SANDBOX_DIR={self.settings.state_dir}\n"
                  f"  export HTCPOOL_CONFIG={path}\n"
-                 "  # the sandbox's (dummy) credentials: htcpool sandbox status --json\n"
+                 "  # the pool operator's credentials: htcpool sandbox status --json\n"
                  f"  export AWS_ACCESS_KEY_ID={get.format('aws_access_key_id')}\n"
                  f"  export AWS_SECRET_ACCESS_KEY={get.format('aws_secret_access_key')}\n"
                  "  htcpool pool status; htcpool queue; htcpool instances list; "

@@ -91,10 +91,23 @@ class Emulator:
             name=settings_base_name(), description="Debian 13 (trixie) minbase for htcpool")
         self.base_ami.add_tag("htcpool:sandbox", "base")
         self.layers[self.base_ami.id] = [base_layer]
+        # EC2's eventual consistency and slow agents, on demand (the control API sets them):
+        # instances younger than hide_new_s are not listed and cannot be tagged yet; SSM
+        # commands start ssm_delay_s late (and run even if cancelled meanwhile, as an agent
+        # that already took them does).
+        self.hide_new_s = 0.0
+        self.ssm_delay_s = 0.0
 
     # --- helpers -----------------------------------------------------------------------
     def instances(self) -> list[Any]:
         return [i for r in self.ec2.reservations.values() for i in r.instances]
+
+    def too_new(self, instance_id: str) -> bool:
+        """True while EC2 would not list this just-launched instance yet (hide_new_s)."""
+        if self.hide_new_s <= 0:
+            return False
+        seen = TRANSITIONS.get(instance_id)
+        return seen is not None and bool(seen) and time.time() - seen[0][0] < self.hide_new_s
 
     def instance_by_ip(self, address: str) -> Any | None:
         for inst in self.instances():
@@ -104,9 +117,9 @@ class Emulator:
 
     def host_env(self) -> dict[str, str]:
         url = self.settings.host_endpoint_url
-        # Only what differs from EC2: where the APIs and IMDS are. Like on EC2, code on a
-        # host learns its region from instance metadata, not from the environment.
-        return {"AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_SERVICE_ENDPOINT": url + "/"}
+        # Only what differs from EC2: where the APIs are. Instance metadata is at its real
+        # address (hosts.py), and code on a host learns its region from it, as on EC2.
+        return {"AWS_ENDPOINT_URL": url}
 
     def hosts_file(self) -> str:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -272,6 +285,8 @@ class Emulator:
                              daemon=True).start()
 
     def _invoke(self, command: Any, inv: dict[str, Any], script: str, timeout_s: float) -> None:
+        if self.ssm_delay_s > 0:
+            time.sleep(self.ssm_delay_s)
         start = time.monotonic()
         try:
             argv = self.host(inv["InstanceId"]).command(script)

@@ -25,6 +25,18 @@ from orchestrator.sandbox.settings import SandboxSettings
 
 BOOT_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
+IMDS_ADDRESS = "169.254.169.254"
+# Inside each host's namespace, connections to the instance metadata address go to the
+# sandbox's front (which tells instances apart by their source address, as the real IMDS
+# does by the interface a request arrives on). A table of its own, which the host's own
+# firewall (the worker role's) leaves alone; NAT comes after that firewall's filter.
+IMDS_NAT = """table ip htcpool-sandbox {{
+  chain imds {{
+    type nat hook output priority -100; policy accept;
+    ip daddr {imds} tcp dport 80 dnat to {gateway}:{port}
+  }}
+}}
+"""
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -106,6 +118,17 @@ class Host:
         # A default route without a gateway: tools that need one (Ansible's facts) see it,
         # but nothing can leave the bridge because nobody routes beyond it.
         ip("-n", ns, "route", "replace", "default", "dev", "eth0")
+        self._imds_nat(ns)
+
+    def _imds_nat(self, ns: str) -> None:
+        rules = IMDS_NAT.format(imds=IMDS_ADDRESS, gateway=self.net.gateway_ip,
+                                port=self.net.port)
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "ip",
+                        "htcpool-sandbox"], capture_output=True, check=False)
+        proc = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SandboxError(f"instance metadata address in {ns}: {proc.stderr.strip()}")
 
     def delete_network(self) -> None:
         ip("link", "del", veth_name(self.net, self.instance_id), check=False)
@@ -184,7 +207,10 @@ class Host:
                  "--console=read-only", "--resolv-conf=off", "--link-journal=no",
                  f"--directory={self.root}",
                  f"--machine={self.instance_id}", f"--hostname={self.fqdn}",
-                 f"--network-namespace-path=/run/netns/{self.netns}"],
+                 f"--network-namespace-path=/run/netns/{self.netns}",
+                 # Root on an EC2 instance manages its own firewall (the worker role's
+                 # metadata guard); nspawn drops this capability by default.
+                 "--capability=CAP_NET_ADMIN"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
             log.close()
         self._wait_ssh(timeout_s)

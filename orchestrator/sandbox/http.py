@@ -3,7 +3,10 @@ fault injection and a small control API, on 127.0.0.1 and on the bridge address.
 
 Instance metadata identifies the caller by its source address (a host's private IP), as
 the real IMDS does by the ENI a request arrives on; IMDSv2 tokens are enforced when the
-instance's metadata options require them.
+instance's metadata options require them. Its role credentials are real STS sessions of the
+instance profile's role (iam_principals), which the APIs then authorize (iam_enforce).
+moto's own /moto-api/ (state dumps, resets) and the /_sandbox/ control API answer only
+127.0.0.1, never the hosts (they reach this server through the bridge's address).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from orchestrator.sandbox import iam_enforce
 from orchestrator.sandbox.emulator import TRANSITIONS, Emulator
+from orchestrator.sandbox.iam_principals import Principals
 
 log = logging.getLogger("htcpool.sandbox.http")
 
@@ -37,7 +42,11 @@ def _respond(start: StartResponse, status: str, body: bytes | str,
 
 @dataclass
 class FaultRule:
-    """Fail matching API calls: `action` (e.g. RunInstances), optional parameter match."""
+    """Fail matching API calls: `action` (e.g. RunInstances), optional parameter match.
+
+    `after`: the call is carried out, then the client gets the error anyway (a reply lost
+    on its way back). `delay_s`: the reply comes that much later (with an empty `code`, a
+    slow call that then succeeds)."""
 
     action: str
     code: str
@@ -46,24 +55,29 @@ class FaultRule:
     match: dict[str, str] = field(default_factory=dict)
     remaining: int = 1  # -1: unlimited
     probability: float = 1.0
+    after: bool = False
+    delay_s: float = 0.0
 
 
 @dataclass
 class ApiLog:
-    """Every API call seen, for the IAM-policy coverage test and the call-count benchmarks."""
+    """Every API call seen, for the IAM-policy coverage test and the call-count benchmarks:
+    (time, service, action, who: admin / operator:<pool> / role:<name> / unknown /
+    anonymous, and why it was denied, "" when it was not)."""
 
-    calls: list[tuple[float, str, str]] = field(default_factory=list)
+    calls: list[tuple[float, str, str, str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, service: str, action: str) -> None:
+    def add(self, service: str, action: str, who: str = "", denied: str = "") -> None:
         with self.lock:
-            self.calls.append((time.time(), service, action))
+            self.calls.append((time.time(), service, action, who, denied))
 
 
 class Front:
     def __init__(self, emu: Emulator, moto_app: Callable[..., Any], repo_dir: Path,
-                 seed: int = 0) -> None:
+                 seed: int = 0, principals: Principals | None = None) -> None:
         self.emu = emu
+        self.principals = principals
         self.moto_app = moto_app
         self.repo_dir = repo_dir.resolve()
         self.faults: list[FaultRule] = []
@@ -80,6 +94,8 @@ class Front:
             return self.imds(environ, path, start)
         if path.startswith("/_sandbox/"):
             return self.control(environ, path, start)
+        if path.startswith("/moto-api") and environ.get("REMOTE_ADDR") != "127.0.0.1":
+            return _respond(start, "403 Forbidden", "")
         return self.aws(environ, start)
 
     # --- AWS APIs ------------------------------------------------------------------------
@@ -90,12 +106,43 @@ class Front:
 
         environ["wsgi.input"] = io.BytesIO(body)
         service, action, params = _identify(environ, body)
-        self.api_log.add(service, action)
+        who = self._caller(environ)
+        if who == "anonymous" and "X-Amz-Signature" not in environ.get("QUERY_STRING", ""):
+            # AWS refuses an unsigned call before any service looks at it (moto would
+            # guess a service and fail).
+            self.api_log.add(service, action, who, "unsigned request")
+            return _unsigned(start, environ)
         rule = self._fault_for(action, params)
-        if rule is not None:
-            log.info("fault injected: %s -> %s", action, rule.code)
+        if rule is None:
+            iam_enforce.take_denial()
+            out = self.moto_app(environ, start)
+            self.api_log.add(service, action, who, iam_enforce.take_denial())
+            return out  # type: ignore[no-any-return]
+        self.api_log.add(service, action, who)
+        log.info("fault injected: %s -> %s%s", action, rule.code or f"delay {rule.delay_s}s",
+                 " (after carrying it out)" if rule.after else "")
+        if rule.after or not rule.code:
+            reply: dict[str, Any] = {}
+
+            def keep(status: str, headers: list[tuple[str, str]], *_: Any) -> Any:
+                reply.update(status=status, headers=headers)
+                return lambda _data: None
+
+            body_out = b"".join(self.moto_app(environ, keep))
+            time.sleep(rule.delay_s)
+            if not rule.code:
+                start(reply["status"], reply["headers"])
+                return [body_out]
             return _aws_error(start, service, rule)
-        return self.moto_app(environ, start)  # type: ignore[no-any-return]
+        time.sleep(rule.delay_s)
+        return _aws_error(start, service, rule)
+
+    def _caller(self, environ: Environ) -> str:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if "Credential=" not in auth:
+            return "anonymous"
+        key = auth.split("Credential=", 1)[1].split("/", 1)[0]
+        return self.principals.label(key) if self.principals else "unknown"
 
     def _fault_for(self, action: str, params: dict[str, str]) -> FaultRule | None:
         for rule in self.faults:
@@ -182,15 +229,11 @@ class Front:
         if key == "meta-data/iam/security-credentials":
             return role
         if key.startswith("meta-data/iam/security-credentials/") and role is not None:
-            if key.rsplit("/", 1)[1] != role:
+            if key.rsplit("/", 1)[1] != role or self.principals is None or profile is None:
                 return None
-            expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 6 * 3600))
-            return json.dumps({
-                "Code": "Success", "Type": "AWS-HMAC",
-                "AccessKeyId": "ASIA" + inst.id[2:18].upper(),
-                "SecretAccessKey": secrets.token_hex(20), "Token": secrets.token_hex(32),
-                "Expiration": expiry,
-                "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            creds = self.principals.instance_credentials(
+                inst.id, profile.iam_instance_profile.roles[0])
+            return json.dumps(creds) if creds is not None else None
         return None
 
     # --- control API (localhost only) ----------------------------------------------------
@@ -207,7 +250,17 @@ class Front:
             return _json(start, {"faults": len(self.faults)})
         if path == "/_sandbox/faults" and method == "DELETE":
             self.faults.clear()
+            self.emu.hide_new_s = self.emu.ssm_delay_s = 0.0
             return _json(start, {"faults": 0})
+        if path == "/_sandbox/behaviour" and method == "POST":
+            for key in ("hide_new_s", "ssm_delay_s"):
+                if key in body:
+                    setattr(self.emu, key, max(0.0, float(body[key])))
+            return _json(start, {"hide_new_s": self.emu.hide_new_s,
+                                 "ssm_delay_s": self.emu.ssm_delay_s})
+        if path == "/_sandbox/operator" and method == "POST" and self.principals:
+            # An operator user for another pool (the shipped policy for that pool).
+            return _json(start, self.principals.operator(str(body["pool"])))
         if path == "/_sandbox/api-log":
             with self.api_log.lock:
                 return _json(start, [list(c) for c in self.api_log.calls])
@@ -251,6 +304,17 @@ def _identify(environ: Environ, body: bytes) -> tuple[str, str, dict[str, str]]:
     auth = environ.get("HTTP_AUTHORIZATION", "")
     service = auth.split("/")[3] if auth.count("/") >= 3 else "unknown"
     return service, form.get("Action", ""), form
+
+
+def _unsigned(start: StartResponse, environ: Environ) -> Iterable[bytes]:
+    message = "Request is missing Authentication Token"
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        return _respond(start, "400 Bad Request", json.dumps(
+            {"__type": "MissingAuthenticationTokenException", "message": message}),
+            "application/x-amz-json-1.1")
+    return _respond(start, "403 Forbidden",
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>MissingAuthenticationToken"
+                    f"</Code><Message>{message}</Message></Error></ErrorResponse>", "text/xml")
 
 
 def _param_matches(params: dict[str, str], key: str, value: str) -> bool:

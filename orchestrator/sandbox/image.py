@@ -39,9 +39,10 @@ def _autoscaler_debian_packages() -> list[str]:
     return [n for n in (s.partition("# debian:")[2].strip() for s in lines) if n not in ("", "-")]
 
 
-# What the local repository offers: HTCondor, what the roles' first-boot unit needs, and
-# the run-time dependencies of htcpool itself (the master role's autoscaler service).
-REPO_PACKAGES = ["condor", "python3-debian", "gnupg", "python3-venv",
+# What the local repository offers: HTCondor, what the roles need on hosts (the first-boot
+# unit, the worker's metadata guard), and the run-time dependencies of htcpool itself (the
+# master role's autoscaler service).
+REPO_PACKAGES = ["condor", "python3-debian", "gnupg", "python3-venv", "nftables",
                  *_autoscaler_debian_packages()]
 KEY_FILE = "htcpool-sandbox.asc"
 

@@ -155,6 +155,47 @@ def install(emu: Emulator) -> None:
         if self is emu.ec2:
             emu.on_deregister(ami_id)
 
+    orig_describe = EC2Backend.describe_instances
+    orig_by_ids = EC2Backend.get_reservations_by_instance_ids
+    orig_create_tags = EC2Backend.create_tags
+
+    def get_reservations_by_instance_ids(self: Any, instance_ids: list[str],
+                                         filters: Any = None) -> Any:
+        if self is emu.ec2:
+            from moto.ec2.exceptions import InvalidInstanceIdError
+
+            for iid in instance_ids:
+                if emu.too_new(iid):
+                    raise InvalidInstanceIdError(iid)
+        return orig_by_ids(self, instance_ids, filters)
+
+    def describe_instances(self: Any, filters: Any = None) -> Any:
+        reservations = orig_describe(self, filters)
+        if self is not emu.ec2 or emu.hide_new_s <= 0:
+            return reservations
+        out = []
+        for reservation in reservations:
+            shown = [i for i in reservation.instances if not emu.too_new(i.id)]
+            if shown:
+                copy = type(reservation).__new__(type(reservation))
+                copy.__dict__.update(reservation.__dict__)
+                copy.instances = shown
+                out.append(copy)
+        return out
+
+    def create_tags(self: Any, resource_ids: list[str], tags: dict[str, str]) -> Any:
+        if self is emu.ec2:
+            from moto.ec2.exceptions import InvalidInstanceIdError
+
+            for rid in resource_ids:
+                if emu.too_new(rid):
+                    raise InvalidInstanceIdError(rid)
+        return orig_create_tags(self, resource_ids, tags)
+
+    EC2Backend.describe_instances = describe_instances  # type: ignore[method-assign]
+    EC2Backend.get_reservations_by_instance_ids = (  # type: ignore[method-assign]
+        get_reservations_by_instance_ids)
+    EC2Backend.create_tags = create_tags  # type: ignore[method-assign]
     EC2Backend.run_instances = run_instances  # type: ignore[method-assign]
     EC2Backend.start_instances = start_instances  # type: ignore[method-assign]
     EC2Backend.stop_instances = stop_instances  # type: ignore[method-assign]

@@ -44,7 +44,10 @@ def config_toml(config: Config) -> str:
     a = config.autoscaler.model_dump(mode="json")
     shapes = a.pop("shapes")
     lines = [f'pool = "{config.pool}"', f'region = "{config.region}"',
-             f'endpoint_url = "{config.endpoint_url}"', "", "[condor]",
+             f'endpoint_url = "{config.endpoint_url}"', "", "[aws]"]
+    lines += [f"{key} = {json.dumps(value)}"
+              for key, value in config.aws.model_dump(mode="json").items()]
+    lines += ["", "[condor]",
              f'transport = "{config.condor.transport}"', "", "[worker]",
              f'instance_type = "{config.worker.instance_type}"', "", "[autoscaler]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in a.items() if value is not None]
@@ -74,7 +77,7 @@ def manager_autoscaler_vars(state: dict[str, Any], config: Config,
 
 @contextmanager
 def aws_environment(state: dict[str, Any]) -> Iterator[None]:
-    """The sandbox's (dummy) credentials in this process's environment, never on argv."""
+    """The sandbox's operator credentials in this process's environment, never on argv."""
     creds = state["credentials"]
     wanted = {"AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
               "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],

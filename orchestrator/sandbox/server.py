@@ -2,7 +2,9 @@
 
 Started (detached) by `htcpool sandbox up`; stops on SIGTERM after powering off and
 removing every host, then the bridge. Everything it creates is named so that
-`htcpool sandbox down` can also clean up after it if it dies.
+`htcpool sandbox down` can also clean up after it if it dies. It enforces IAM as AWS does
+(iam_enforce): the state file holds the pool operator's keys (`credentials`) and the
+sandbox admin's (`admin_credentials`); instances get their roles' sessions from metadata.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.sandbox.settings import SandboxSettings
+
+# The pool the sandbox's operator user is made for (htcpool's default pool name, as in
+# playbooks/group_vars/all/pool.yml); POST /_sandbox/operator makes one for another pool.
+DEFAULT_POOL = "htcpool"
 
 
 def _patch_default_vpc(cidr: str) -> None:
@@ -56,10 +61,11 @@ def serve(settings: SandboxSettings) -> int:
     )
     from werkzeug.serving import make_server
 
-    from orchestrator.sandbox import inventory, patches
+    from orchestrator.sandbox import iam_enforce, inventory, moto_fixes, patches
     from orchestrator.sandbox.emulator import Emulator
     from orchestrator.sandbox.hosts import ensure_bridge, ip
     from orchestrator.sandbox.http import Front
+    from orchestrator.sandbox.iam_principals import Principals
     from orchestrator.sandbox.image import ensure_base_image
 
     image = ensure_base_image(settings.cache_dir, progress=log.info)
@@ -68,9 +74,18 @@ def serve(settings: SandboxSettings) -> int:
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     ensure_bridge(settings)
     _patch_default_vpc(settings.vpc_cidr)
+    moto_fixes.apply()
     emu = Emulator(settings, image.rootfs, pubkey)
     patches.install(emu)
-    front = Front(emu, DomainDispatcherApplication(create_backend_app), image.repo)
+    # IAM as on AWS: the sandbox's own admin, the pool's operator with the shipped policy,
+    # instance roles through instance metadata; then every call is authorized.
+    principals = Principals(account=emu.ec2.account_id, region=settings.region)
+    admin = principals.admin()
+    creds = principals.operator(os.environ.get("HTCPOOL_POOL") or DEFAULT_POOL)
+    principals.aws_managed_ssm_key()
+    iam_enforce.install()
+    front = Front(emu, DomainDispatcherApplication(create_backend_app), image.repo,
+                  principals=principals)
     servers = [make_server(addr, settings.port, front, threaded=True,
                            request_handler=MotoRequestHandler)
                for addr in ("127.0.0.1", settings.gateway_ip)]
@@ -78,13 +93,14 @@ def serve(settings: SandboxSettings) -> int:
     for t in threads:
         t.start()
 
-    creds = {"aws_access_key_id": "SANDBOX" + secrets.token_hex(6).upper(),
-             "aws_secret_access_key": secrets.token_urlsafe(24)}
     inv = inventory.write(settings, creds)
     state = {
         "ready": True, "pid": os.getpid(), "endpoint_url": settings.endpoint_url,
         "host_endpoint_url": settings.host_endpoint_url, "region": settings.region,
-        "credentials": creds, "base_ami": emu.base_ami.id, "image_key": image.key,
+        # The operator's keys (what the CLI, playbooks and molecule use), and the admin's
+        # (the sandbox's and the test harness's own set-up only).
+        "credentials": creds, "admin_credentials": admin, "base_ami": emu.base_ami.id,
+        "image_key": image.key,
         "apt_repo": {"url": f"{settings.host_endpoint_url}/apt", "suite": "trixie",
                      "component": "main",
                      "key_url": f"{settings.host_endpoint_url}/apt/htcpool-sandbox.asc"},

@@ -15,9 +15,11 @@ from orchestrator.paths import user_cache_dir, xdg_dir
 
 NAME_PREFIX = "htcp"
 DEFAULT_PORT = 4580
-# Two sandboxes may run side by side (a developer's and the tests'): each has its own
-# index, bridge, name prefix, port and /16 inside 198.18.0.0/15.
-MAX_INDEX = 1
+# Sandboxes may run side by side (a developer's and the tests', and two more for parallel
+# work): each has its own index, bridge, name prefix, port and addresses inside
+# 198.18.0.0/15: 0 and 1 a /16 each (hosts only ever get addresses in its six default /20
+# subnets, the lower half), 2 and 3 the upper /17 of those.
+MAX_INDEX = 3
 REGION = "us-east-1"
 BASE_AMI_NAME = "debian-13-base"
 
@@ -53,11 +55,15 @@ class SandboxSettings:
 
     @property
     def gateway_ip(self) -> str:
-        return f"198.{18 + self.index}.0.1"
+        if self.index <= 1:
+            return f"198.{18 + self.index}.0.1"
+        return f"198.{16 + self.index}.128.1"
 
     @property
     def vpc_cidr(self) -> str:
-        return f"198.{18 + self.index}.0.0/16"
+        if self.index <= 1:
+            return f"198.{18 + self.index}.0.0/16"
+        return f"198.{16 + self.index}.128.0/17"
 
     @property
     def endpoint_url(self) -> str:

@@ -22,6 +22,9 @@ def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     state per process, so servers of earlier tests would otherwise leak resources."""
     from moto.server import ThreadedMotoServer
 
+    from orchestrator.sandbox import moto_fixes
+
+    moto_fixes.apply()
     # AWS managed policies (AmazonSSMManagedInstanceCore) exist in moto only on request.
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -61,13 +61,34 @@ def test_aws_resources_are_idempotent_and_least_privilege(endpoint: str, tmp_pat
     assert [p["GroupId"] for p in rule["UserIdGroupPairs"]] == [group["GroupId"]]
     iam = client("iam", endpoint)
     iam.get_instance_profile(InstanceProfileName="htcpool-htcpool-instance")
+    # Both roles carry the pool's permissions boundary (iam/role-boundary-policy.json).
+    boundary = "arn:aws:iam::123456789012:policy/htcpool-htcpool-role-boundary"
+    for role in ("htcpool-htcpool-instance", "htcpool-htcpool-central-manager"):
+        got = iam.get_role(RoleName=role)["Role"]["PermissionsBoundary"]
+        assert got["PermissionsBoundaryArn"] == boundary
+    # Inline policies only: the SSM agent's, and this pool's parameters.
     attached = iam.list_attached_role_policies(RoleName="htcpool-htcpool-instance")
-    names = [p["PolicyName"] for p in attached["AttachedPolicies"]]
-    assert names == ["AmazonSSMManagedInstanceCore"]
+    assert attached["AttachedPolicies"] == []
+    assert set(inline_policies(iam, "htcpool-htcpool-instance")) == {
+        "htcpool-parameters", "htcpool-ssm-agent"}
     inline = iam.get_role_policy(RoleName="htcpool-htcpool-instance",
                                  PolicyName="htcpool-parameters")["PolicyDocument"]
     assert inline["Statement"][0]["Resource"] == \
         "arn:aws:ssm:us-east-1:123456789012:parameter/htcpool/htcpool/*"
+    agent = json.dumps(iam.get_role_policy(RoleName="htcpool-htcpool-instance",
+                                           PolicyName="htcpool-ssm-agent")["PolicyDocument"])
+    assert "ssm:GetParameter" not in agent
+    # The pool's key: rotated, and its policy names the caller and the workers' role.
+    kms = client("kms", endpoint)
+    key = kms.describe_key(KeyId="alias/htcpool-htcpool")["KeyMetadata"]
+    assert key["KeyManager"] == "CUSTOMER" and key["Enabled"]
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
+    policy = kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"]
+    assert "${" not in policy
+    assert "arn:aws:iam::123456789012:role/htcpool-htcpool-instance" in policy
+    caller = client("sts", endpoint).get_caller_identity()["Arn"]
+    admin = {s["Sid"]: s for s in json.loads(policy)["Statement"]}["TheOperatorAdministersTheKey"]
+    assert admin["Principal"] == {"AWS": caller}
 
     rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml")
     assert rc == 0, out
@@ -94,22 +115,22 @@ def test_central_manager_role_has_the_autoscaler_policy_only_when_enabled(
     tags = iam.get_role(RoleName=cm_role)["Role"]["Tags"]
     assert {"Key": "htcpool:pool", "Value": "htcpool"} in tags
     attached = iam.list_attached_role_policies(RoleName=cm_role)["AttachedPolicies"]
-    assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]
-    assert set(inline_policies(iam, cm_role)) == {"htcpool-parameters"}
+    assert attached == []
+    # The SSM agent's needs only: the central manager reads no parameter.
+    assert set(inline_policies(iam, cm_role)) == {"htcpool-ssm-agent"}
 
     rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml",
                             "-e", "htcpool_central_manager_autoscaler=true")
     assert rc == 0, out
     assert changed == 1, out
     policies = inline_policies(iam, cm_role)
-    assert set(policies) == {"htcpool-parameters", "htcpool-autoscaler"}
+    assert set(policies) == {"htcpool-ssm-agent", "htcpool-autoscaler"}
     autoscaler = json.dumps(policies["htcpool-autoscaler"])
     assert "${" not in autoscaler
     assert "arn:aws:iam::123456789012:role/htcpool-htcpool-instance" in autoscaler
-    assert "arn:aws:ssm:us-east-1:123456789012:parameter/htcpool/htcpool/autoscaler-lease" \
-        in autoscaler
+    assert "arn:aws:dynamodb:us-east-1:123456789012:table/htcpool-htcpool-lease" in autoscaler
     # The workers' role gains nothing.
-    assert set(inline_policies(iam, worker_role)) == {"htcpool-parameters"}
+    assert set(inline_policies(iam, worker_role)) == {"htcpool-parameters", "htcpool-ssm-agent"}
 
     rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml",
                             "-e", "htcpool_central_manager_autoscaler=true")
@@ -119,7 +140,7 @@ def test_central_manager_role_has_the_autoscaler_policy_only_when_enabled(
     rc, out, changed = play(endpoint, tmp_path, "aws_resources.yml")
     assert rc == 0, out
     assert changed == 1, out
-    assert set(inline_policies(iam, cm_role)) == {"htcpool-parameters"}
+    assert set(inline_policies(iam, cm_role)) == {"htcpool-ssm-agent"}
 
 
 def test_the_central_manager_is_launched_with_its_profile_and_workers_with_theirs(
@@ -216,11 +237,16 @@ def test_teardown_removes_the_pools_resources_and_nothing_else(endpoint: str,
     assert names == {"/htcpool/other/condor_host"}
     groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
     assert "htcpool-htcpool" not in groups
+    tables = client("dynamodb", endpoint).list_tables()["TableNames"]
+    assert "htcpool-htcpool-lease" not in tables
     iam = client("iam", endpoint)
     roles = [r["RoleName"] for r in iam.list_roles()["Roles"]]
     profiles = [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
     for name in ("htcpool-htcpool-instance", "htcpool-htcpool-central-manager"):
         assert name not in roles and name not in profiles
+    kms = client("kms", endpoint)
+    assert kms.describe_key(KeyId="alias/htcpool-htcpool")["KeyMetadata"]["KeyState"] == \
+        "PendingDeletion"
 
 
 def test_teardown_leaves_a_central_manager_role_it_did_not_create(endpoint: str,

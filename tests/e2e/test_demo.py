@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.paths import REPO
-from tests.support.pool import PoolHandle
+from tests.support.pool import PoolHandle, clean
 
 DEMO_DIR = Path(os.environ.get("HTCPOOL_TEST_DEMO_SANDBOX_DIR",
                                "/tmp/htcpool-tests/demo-sandbox"))
@@ -75,6 +75,7 @@ def _pool_resources(pool: PoolHandle) -> dict[str, list[str]]:
 def demo(sandbox_pool: PoolHandle, tmp_path_factory: pytest.TempPathFactory
          ) -> dict[str, Any]:
     sandbox = sandbox_pool.sandbox
+    clean(sandbox_pool)  # earlier tests' jobs would keep the demo's workers busy
     out = tmp_path_factory.mktemp("demo")
     env = {**sandbox.env(), "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run(

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.pool import PoolHandle, remove_all_jobs
+
 pytestmark = pytest.mark.sandbox
 
 POOL = "htcpool"
@@ -69,7 +71,7 @@ def _running_cm(ec2: Any) -> dict[str, Any] | None:
 
 
 @pytest.fixture(scope="module")
-def pool(sandbox_pool: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+def pool(sandbox_pool: PoolHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     """The session's bootstrapped pool plus one worker launched from its baked image with
     `htcpool instances create` (it joins with no Ansible run); terminated afterwards."""
     sandbox = sandbox_pool.sandbox
@@ -95,6 +97,7 @@ def pool(sandbox_pool: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield handle
     finally:
         sandbox.terminate(worker_ids)
+        remove_all_jobs(sandbox_pool)  # the module's jobs must not reach later tests
 
 
 @pytest.fixture(scope="module")

@@ -233,6 +233,11 @@ def test_imds_and_parameter_store_from_a_host(sandbox: SandboxHandle,
     iam.create_role(RoleName="sandbox-test-worker", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    # The sandbox enforces IAM: the instance's role may read that parameter and nothing else.
+    iam.put_role_policy(RoleName="sandbox-test-worker", PolicyName="read-the-secret",
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                            "Effect": "Allow", "Action": "ssm:GetParameter",
+                            "Resource": "arn:aws:ssm:*:*:parameter/sandbox-test/*"}]}))
     iam.create_instance_profile(InstanceProfileName="sandbox-test-worker")
     iam.add_role_to_instance_profile(InstanceProfileName="sandbox-test-worker",
                                      RoleName="sandbox-test-worker")
@@ -247,7 +252,8 @@ def test_imds_and_parameter_store_from_a_host(sandbox: SandboxHandle,
     _install_from_sandbox_repo(sandbox, iid, "python3-boto3")
     script = r"""
 import json, os, urllib.error, urllib.request
-base = os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"].rstrip("/") + "/latest/"
+assert "AWS_EC2_METADATA_SERVICE_ENDPOINT" not in os.environ  # the real address, as on EC2
+base = "http://169.254.169.254/latest/"
 try:
     urllib.request.urlopen(base + "meta-data/instance-id")
     v1 = "allowed"
@@ -261,7 +267,13 @@ import boto3
 # as on EC2: the region from instance metadata, credentials from the instance profile
 ssm = boto3.client("ssm", region_name=get("meta-data/placement/region"))
 value = ssm.get_parameter(Name="/sandbox-test/secret", WithDecryption=True)["Parameter"]["Value"]
-print(json.dumps({"v1": v1, "id": get("meta-data/instance-id"),
+try:
+    ssm.put_parameter(Name="/sandbox-test/other", Value="x", Type="String")
+    denied = None
+except Exception as e:
+    denied = e.response["Error"]["Code"]
+me = boto3.client("sts", region_name=ssm.meta.region_name).get_caller_identity()["Arn"]
+print(json.dumps({"v1": v1, "id": get("meta-data/instance-id"), "me": me, "denied": denied,
                   "region": get("meta-data/placement/region"),
                   "pool": get("meta-data/tags/instance/htcpool:pool"),
                   "role": get("meta-data/iam/security-credentials/"),
@@ -271,7 +283,8 @@ print(json.dumps({"v1": v1, "id": get("meta-data/instance-id"),
     got = json.loads(out)
     assert got == {"v1": 401, "id": iid, "region": "us-east-1", "pool": "imds-test",
                    "role": "sandbox-test-worker", "secret": "s3cr3t-value",
-                   "region_from_botocore": "us-east-1"}
+                   "region_from_botocore": "us-east-1", "denied": "AccessDeniedException",
+                   "me": f"arn:aws:sts::123456789012:assumed-role/sandbox-test-worker/{iid}"}
 
 
 SYSCTL_VOLATILE = ("fs.dentry-state", "fs.file-nr", "fs.inode-", "kernel.random.",

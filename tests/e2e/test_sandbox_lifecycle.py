@@ -119,7 +119,9 @@ def test_down_cleans_up_after_a_crashed_server() -> None:
 
     _cli("sandbox", "up")
     state = json.loads(_cli("sandbox", "status", "--json").stdout)
-    creds = state["credentials"]
+    # The harness's own instances (untagged): the sandbox's admin, from the state file.
+    creds = json.loads((Path(state["state_dir"]) / "state.json").read_text())[
+        "admin_credentials"]
     ec2 = boto3.client("ec2", endpoint_url=state["endpoint_url"], region_name=state["region"],
                        aws_access_key_id=creds["aws_access_key_id"],
                        aws_secret_access_key=creds["aws_secret_access_key"])

@@ -53,6 +53,9 @@ class Result:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
+    from orchestrator.sandbox import moto_fixes
+
+    moto_fixes.apply()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -103,7 +106,8 @@ def aws(moto_endpoint: str, seed_clients: dict[str, Any], monkeypatch: pytest.Mo
     common._CLOUDS.clear()
 
     ec2, ssm, iam = seed_clients["ec2"], seed_clients["ssm"], seed_clients["iam"]
-    iam.create_instance_profile(InstanceProfileName=f"htcpool-{POOL}-instance")
+    for profile in (f"htcpool-{POOL}-instance", f"htcpool-{POOL}-central-manager"):
+        iam.create_instance_profile(InstanceProfileName=profile)
     base_ami = ec2.register_image(Name="debian-13-base", RootDeviceName="/dev/xvda",
                                   Architecture="x86_64")["ImageId"]
     vpc = ec2.create_vpc(CidrBlock="198.18.0.0/16")["Vpc"]["VpcId"]
@@ -116,24 +120,33 @@ def aws(moto_endpoint: str, seed_clients: dict[str, Any], monkeypatch: pytest.Mo
             {"Key": "htcpool:pool", "Value": POOL},
             {"Key": "htcpool:role", "Value": "worker"}]}])["GroupId"]
 
-    def run(pool: str | None, role: str | None, name: str, count: int = 1) -> list[str]:
-        reply = ec2.run_instances(ImageId=base_ami, MinCount=count, MaxCount=count,
+    def run(pool: str | None, role: str | None, name: str, count: int = 1,
+            image: str = base_ami, profile: str | None = None) -> list[str]:
+        reply = ec2.run_instances(ImageId=image, MinCount=count, MaxCount=count,
                                   InstanceType="t3.micro", SubnetId=subnet,
-                                  TagSpecifications=_tags(pool, role, name))
+                                  TagSpecifications=_tags(pool, role, name),
+                                  **({"IamInstanceProfile": {"Name": profile}}
+                                     if profile else {}))
         return [i["InstanceId"] for i in reply["Instances"]]
 
-    cm = run(POOL, "central-manager", f"{POOL}-central-manager")[0]
-    workers = run(POOL, "worker", f"{POOL}-worker", 2)
+    # As the pool launches them: the central manager with its profile, the workers from
+    # the newest worker image (baked from a builder, gone since) with the workers' profile.
+    cm = run(POOL, "central-manager", f"{POOL}-central-manager",
+             profile=f"htcpool-{POOL}-central-manager")[0]
+    builder = run(None, None, f"{POOL}-builder")[0]
     other = run("otherpool", "worker", "otherpool-worker")[0]
     untagged = run(None, None, "someone-elses")[0]
     images = {}
     for version in ("20260101-000000", "20260301-000000", "20260201-000000"):
-        ami = ec2.create_image(InstanceId=workers[0], Name=f"{POOL}-worker-{version}",
+        ami = ec2.create_image(InstanceId=builder, Name=f"{POOL}-worker-{version}",
                                TagSpecifications=[{"ResourceType": "image", "Tags": [
                                    {"Key": "htcpool:pool", "Value": POOL},
                                    {"Key": "htcpool:role", "Value": "worker-image"},
                                    {"Key": "htcpool:version", "Value": version}]}])["ImageId"]
         images[version] = ami
+    ec2.terminate_instances(InstanceIds=[builder])
+    workers = run(POOL, "worker", f"{POOL}-worker", 2, image=images["20260301-000000"],
+                  profile=f"htcpool-{POOL}-instance")
     return Seeded(moto_endpoint, ec2, ssm, cm, workers, other, untagged, subnet, sg, base_ami,
                   images)
 

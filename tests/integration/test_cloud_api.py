@@ -65,6 +65,8 @@ def test_launch_tags_and_falls_back_on_capacity(aws: Any, cloud: Cloud) -> None:
     assert len(launched) == 2 and {i.instance_type for i in launched} == {"m5.large"}
     assert seen[0]["InstanceType"] == ["c5.large"]
     assert all(q["MetadataOptions.HttpTokens"] == ["required"] for q in seen)
+    assert all(q["MetadataOptions.HttpPutResponseHopLimit"] == ["1"] for q in seen)
+    assert all(q["MetadataOptions.InstanceMetadataTags"] == ["enabled"] for q in seen)
     for inst in cloud.describe([i.id for i in launched]):
         assert inst.pool == "testpool" and inst.role == "worker"
         assert inst.tags["htcpool:launched-by"] == "autoscaler"

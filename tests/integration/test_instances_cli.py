@@ -103,6 +103,24 @@ def test_instances_outside_the_pool_are_refused_unless_forced(aws: Any, cli: Any
     assert r.code == 0 and aws.state(aws.untagged) == "stopped"
 
 
+def test_an_instance_tagged_into_the_pool_but_not_launched_by_it_is_refused(
+        aws: Any, cli: Any) -> None:
+    """The tags say "worker of testpool"; its image and (missing) profile say otherwise."""
+    foreign = aws.ec2.run_instances(
+        ImageId=aws.base_ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+        SubnetId=aws.subnet, TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "htcpool:pool", "Value": "testpool"},
+            {"Key": "htcpool:role", "Value": "worker"}]}])["Instances"][0]["InstanceId"]
+    for action in ("stop", "reboot"):
+        r = cli("instances", action, foreign)
+        assert r.code == ExitStatus.REFUSED
+        line = one_line_error(r)
+        assert foreign in line and "not launched by it" in line and "--force" in line
+    assert aws.state(foreign) == "running"
+    r = cli("instances", "stop", "--force", foreign)
+    assert r.code == 0 and aws.state(foreign) == "stopped"
+
+
 def test_mixed_batch_is_refused_as_a_whole(aws: Any, cli: Any) -> None:
     r = cli("instances", "stop", aws.workers[0], aws.untagged)
     assert r.code == ExitStatus.REFUSED
@@ -147,6 +165,8 @@ def test_create_uses_newest_image_pool_network_and_imdsv2(aws: Any, cli: Any) ->
         assert raw["SubnetId"] == aws.subnet
         assert {g["GroupId"] for g in raw["SecurityGroups"]} == {aws.sg}
         assert raw["MetadataOptions"]["HttpTokens"] == "required"
+        assert raw["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+        assert raw["MetadataOptions"]["InstanceMetadataTags"] == "enabled"
         profile = raw["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1]
         assert profile == f"htcpool-{POOL}-instance"
         assert raw["ClientToken"].startswith("tok-abc-")

@@ -22,22 +22,18 @@ from typing import Any
 from tests.support.paths import REPO
 
 IAM = REPO / "iam"
-SERVICES = ("ec2", "ssm", "iam", "sts")
+SERVICES = ("ec2", "ssm", "iam", "sts", "dynamodb", "kms")
 
-# AWS managed policy attached to the instance role (iam/README.md): what the SSM agent on an
-# instance may call. Its published action list (version 3), kept here because it is not a
-# file of this repository.
-SSM_MANAGED_INSTANCE_CORE = (
-    "ssm:DescribeAssociation", "ssm:GetDeployablePatchSnapshotForInstance", "ssm:GetDocument",
-    "ssm:DescribeDocument", "ssm:GetManifest", "ssm:GetParameter", "ssm:GetParameters",
-    "ssm:ListAssociations", "ssm:ListInstanceAssociations", "ssm:PutInventory",
-    "ssm:PutComplianceItems", "ssm:PutConfigurePackageResult", "ssm:UpdateAssociationStatus",
-    "ssm:UpdateInstanceAssociationStatus", "ssm:UpdateInstanceInformation",
-    "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
-    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
-    "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
-    "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
-)
+# Both instance roles' inline policy for the SSM agent (iam/README.md); it replaced the AWS
+# managed AmazonSSMManagedInstanceCore, whose ssm:GetParameter(s) on "*" let any instance
+# read every parameter of the account.
+SSM_AGENT_POLICY = "instance-ssm-agent-policy.json"
+# The operator's two customer managed policies (one would exceed IAM's 6,144 characters).
+OPERATOR_POLICIES = ("operator-policy.json", "operator-roles-and-key-policy.json")
+# The pool's KMS key policy: the operator administers the key through it (statement
+# TheOperatorAdministersTheKey names the operator), so those actions need no IAM grant.
+KEY_POLICY = "pool-key-policy.json"
+KEY_ADMIN_SID = "TheOperatorAdministersTheKey"
 
 # The Ansible modules (and lookup/inventory plugins) the playbooks and roles use, and the
 # actions each needs for the way htcpool uses it (from the amazon.aws / community.aws module
@@ -65,9 +61,13 @@ ANSIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
         "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress", "ec2:CreateTags",
         "ec2:DeleteSecurityGroup"),
     "amazon.aws.ec2_security_group_info": ("ec2:DescribeSecurityGroups",),
+    # managed_policies: [] (inline policies only): nothing is attached; purge_policies
+    # detaches the managed policy earlier versions attached
     "amazon.aws.iam_role": (
         "iam:GetRole", "iam:CreateRole", "iam:TagRole", "iam:UpdateAssumeRolePolicy",
-        "iam:ListAttachedRolePolicies", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+        "iam:ListAttachedRolePolicies", "iam:DetachRolePolicy",
+        # boundary: set on roles an earlier version made without it
+        "iam:PutRolePermissionsBoundary",
         "iam:ListRolePolicies", "iam:DeleteRolePolicy", "iam:ListInstanceProfilesForRole",
         "iam:RemoveRoleFromInstanceProfile", "iam:DeleteRole"),
     "amazon.aws.iam_role_info": ("iam:GetRole", "iam:ListAttachedRolePolicies",
@@ -78,10 +78,23 @@ ANSIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
         "iam:DeleteInstanceProfile"),
     "amazon.aws.iam_policy": ("iam:ListRolePolicies", "iam:GetRolePolicy", "iam:PutRolePolicy",
                               "iam:DeleteRolePolicy"),      # absent: the autoscaler's, when off
-    "amazon.aws.ssm_parameter": ("ssm:GetParameter",),        # lookup plugin
+    # lookup plugin; the token is a SecureString under the pool's key: SSM decrypts it with
+    # the caller's kms:Decrypt
+    "amazon.aws.ssm_parameter": ("ssm:GetParameter", "kms:Decrypt"),
+    "amazon.aws.kms_key": (
+        "kms:DescribeKey", "kms:ListAliases", "kms:GetKeyRotationStatus", "kms:ListGrants",
+        "kms:ListResourceTags", "kms:ListKeyPolicies", "kms:GetKeyPolicy", "kms:CreateKey",
+        "kms:CreateAlias", "kms:EnableKeyRotation", "kms:PutKeyPolicy", "kms:EnableKey",
+        "kms:UpdateKeyDescription", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"),
+    "community.aws.dynamodb_table": (
+        "dynamodb:DescribeTable", "dynamodb:CreateTable", "dynamodb:DeleteTable",
+        "dynamodb:TagResource", "dynamodb:ListTagsOfResource"),
     "community.aws.ssm_parameter": (
         "ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter", "ssm:AddTagsToResource",
-        "ssm:ListTagsForResource", "ssm:DescribeParameters"),
+        "ssm:ListTagsForResource", "ssm:DescribeParameters",
+        # a SecureString under the pool's key: SSM encrypts and decrypts with the caller's
+        # KMS permissions (the module reads the current value to compare)
+        "kms:Encrypt", "kms:Decrypt"),
 }
 
 # Actions these modules may also call when a resource has drifted from what the playbook
@@ -89,7 +102,14 @@ ANSIBLE_ACTIONS: dict[str, tuple[str, ...]] = {
 # name); the shipped policy does not grant them, so such a run would fail on AccessDenied.
 ANSIBLE_DRIFT_ONLY = ("iam:UpdateRole", "iam:UntagRole", "iam:ListRoleTags",
                       "iam:UntagInstanceProfile", "ec2:DeleteTags",
-                      "ssm:RemoveTagsFromResource")
+                      "ssm:RemoveTagsFromResource", "dynamodb:UpdateTable",
+                      "dynamodb:UntagResource", "kms:TagResource", "kms:UntagResource",
+                      "kms:DisableKey", "kms:DisableKeyRotation", "kms:CreateGrant",
+                      "kms:RetireGrant")
+
+
+# Actions AWS allows every authenticated caller, whatever its policies.
+NO_PERMISSION_NEEDED = frozenset({"sts:GetCallerIdentity"})
 
 
 def statements(name: str) -> list[dict[str, Any]]:
@@ -107,18 +127,33 @@ def policy_actions(name: str) -> frozenset[str]:
                      for a in _as_list(s.get("Action", [])))
 
 
+@cache
+def key_policy_actions(sid: str) -> frozenset[str]:
+    """The actions one statement of the pool's key policy allows."""
+    (stmt,) = [s for s in statements(KEY_POLICY) if s.get("Sid") == sid]
+    return frozenset(_as_list(stmt["Action"]))
+
+
+def operator_policy_actions() -> frozenset[str]:
+    """The actions the operator's IAM policies allow."""
+    return frozenset(a for name in OPERATOR_POLICIES for a in policy_actions(name))
+
+
 def operator_actions() -> frozenset[str]:
-    return policy_actions("operator-policy.json")
+    """The operator's IAM policies and what the pool's key policy lets it do to the key."""
+    return operator_policy_actions() | key_policy_actions(KEY_ADMIN_SID)
 
 
 def instance_actions() -> frozenset[str]:
-    return policy_actions("instance-policy.json") | frozenset(SSM_MANAGED_INSTANCE_CORE)
+    """The workers' role: the pool's parameters (and their key through SSM), the agent."""
+    return policy_actions("instance-policy.json") | policy_actions(SSM_AGENT_POLICY)
 
 
 def central_manager_actions() -> frozenset[str]:
     """The central manager's role with the autoscaler on (aws_resources.yml with
-    htcpool_central_manager_autoscaler): the instance role's grants plus the autoscaler's."""
-    return instance_actions() | policy_actions(CENTRAL_MANAGER_AUTOSCALER_POLICY)
+    htcpool_central_manager_autoscaler): the SSM agent's and the autoscaler's grants (no
+    parameters: the central manager reads none)."""
+    return policy_actions(SSM_AGENT_POLICY) | policy_actions(CENTRAL_MANAGER_AUTOSCALER_POLICY)
 
 
 def allows(granted: Iterable[str], action: str) -> bool:
@@ -325,17 +360,27 @@ def concrete(actions: Iterable[str]) -> Iterator[str]:
 # --- the sandbox's API log ---------------------------------------------------------------------
 
 LOG_SERVICES = {"AmazonSSM": "ssm", "ec2": "ec2", "iam": "iam", "sts": "sts",
-                "AWSIdentityManagementV20100508": "iam"}
+                "AWSIdentityManagementV20100508": "iam", "DynamoDB_20120810": "dynamodb",
+                "TrentService": "kms"}
+
+
+def log_rows(calls: Iterable[Any]) -> list[tuple[str, str, str]]:
+    """(IAM action, who, why denied or "") from the sandbox log's [ts, service, action, who,
+    denied] rows; who is admin, operator:<pool>, role:<name>, unknown or anonymous."""
+    out = []
+    for ts, service, action, *rest in calls:
+        del ts
+        if not action:
+            continue
+        who = rest[0] if rest else ""
+        denied = rest[1] if len(rest) > 1 else ""
+        out.append((f"{LOG_SERVICES.get(service, service.lower())}:{action}", who, denied))
+    return out
 
 
 def log_actions(calls: Iterable[Any]) -> set[str]:
-    """IAM actions from the sandbox log's [ts, service, action] rows."""
-    out = set()
-    for _ts, service, action in calls:
-        if not action:
-            continue
-        out.add(f"{LOG_SERVICES.get(service, service.lower())}:{action}")
-    return out
+    """IAM actions from the sandbox log's rows."""
+    return {action for action, _who, _denied in log_rows(calls)}
 
 
 # --- known differences, each with what to change ----------------------------------------------
@@ -346,23 +391,15 @@ KNOWN_MISSING: dict[str, str] = {}
 # Granted by iam/operator-policy.json, called by no code, module or playbook of this repository.
 # Each is a candidate for removal (least privilege); keep only with a reason.
 GRANTED_NOT_CALLED: dict[str, str] = {
-    "ec2:CreateFleet": "launches use RunInstances (orchestrator/aws/launch.py); not a read",
-    "ec2:DescribeInstanceTypes": "instance shapes come from [autoscaler] shapes",
-    "ec2:DescribeInstanceTypeOfferings": "zones are not matched to types by the code",
-    "ec2:DescribeLaunchTemplates": "no launch templates are used",
-    "ec2:DescribeLaunchTemplateVersions": "no launch templates are used",
-    "ec2:DescribeSecurityGroupRules": "ec2_security_group uses DescribeSecurityGroups",
-    "ec2:DescribeSnapshots": "ec2_ami deletes snapshots named by DescribeImages",
-    "ec2:DescribeSpotPriceHistory": "no spot pricing in the code",
-    "ssm:DescribeInstanceInformation": "SSM reachability is not checked before SendCommand",
-    "ssm:ListCommandInvocations": "orchestrator/aws/ssm.py polls GetCommandInvocation",
-    "ssm:GetParameters": "the operator reads parameters one at a time (GetParameter)",
+    # (The reads and launch paths no code used, CreateFleet, DescribeInstanceTypes,
+    # DescribeLaunchTemplates, ..., were removed from the policy.)
 }
 
-# Granted by iam/instance-policy.json and not called by the first-boot script (which uses
-# GetParameters): harmless (same parameters), removable.
+# Granted by iam/instance-policy.json and not called by the first-boot script as an API of
+# its own.
 INSTANCE_GRANTED_NOT_CALLED: dict[str, str] = {
-    "ssm:GetParameter": "htcpool-worker-firstboot.py reads both parameters with GetParameters",
+    "kms:Decrypt": "SSM decrypts the SecureString token with the caller's kms:Decrypt for "
+                   "GetParameters WithDecryption (htcpool-worker-firstboot.py)",
 }
 
 # Found by the scan of the autoscaler's code, never performed by the autoscaler; not granted

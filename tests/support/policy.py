@@ -23,10 +23,12 @@ def worker(iid: str, itype: str = "c6i.large", state: InstanceState = InstanceSt
 
 def startd(iid: str, cpus: int = 2, mem: int = 4096, free_cpus: int | None = None,
            free_mem: int | None = None, claimed: bool = False,
-           since: float | None = 0.0, draining: bool = False) -> Startd:
+           since: float | None = 0.0, draining: bool = False,
+           drained_by_us: bool = False) -> Startd:
     fc = cpus if free_cpus is None else free_cpus
     fm = mem if free_mem is None else free_mem
-    return Startd(iid, cpus, fc, mem, fm, 0, 0, claimed, None if claimed else since, draining)
+    return Startd(iid, cpus, fc, mem, fm, 0, 0, claimed, None if claimed else since, draining,
+                  drained_by_us)
 
 
 def jobs(n: int, cpus: int = 1, mem: int = 1024, gpus: int = 0) -> IdleJobs:

@@ -72,11 +72,17 @@ class ManagerHtcpool:
         return json.loads(self.run(*args, "--json").stdout)
 
     def bootstrap(self, **overrides: Any) -> Any:
-        """bootstrap.yml on the central manager only; returns ansible's per-host stats."""
+        """The central manager's role gets the autoscaler's policy (aws_resources.yml with
+        htcpool_central_manager_autoscaler, as iam/README.md says to enable it with the
+        service: the sandbox enforces IAM, so the service acts with exactly that role), then
+        bootstrap.yml on the central manager only; returns bootstrap's per-host stats."""
         from orchestrator.provision import run_playbook
         from orchestrator.sandbox.pool import aws_environment
 
         with aws_environment(self.pool.sandbox.state):
+            run_playbook(self.pool.pool.config, REPO / "playbooks" / "aws_resources.yml",
+                         inventory=self.pool.pool.inventory,
+                         extravars={"htcpool_central_manager_autoscaler": True})
             result = run_playbook(
                 self.pool.pool.config, REPO / "playbooks" / "bootstrap.yml",
                 inventory=self.pool.pool.inventory, limit="htcondor_central_manager",
@@ -88,8 +94,11 @@ AUTOSCALER_CONFIG = "/etc/htcpool/htcpool.toml"
 
 
 def submit(pool: PoolHandle, count: int, seconds: int, cpus: int = 1, memory: int = 512,
-           owner: str = "alice") -> int:
-    out = pool.sandbox.exec(pool.cm, f"""set -e
+           owner: str = "alice", extra: str = "", host: str | None = None) -> int:
+    """`count` jobs sleeping `seconds`, submitted as `owner` (an ordinary user) on the
+    central manager (or `host`); `extra` adds submit commands. Their events go to
+    /home/<owner>/jobs.log."""
+    out = pool.sandbox.exec(host or pool.cm, f"""set -e
 id {owner} >/dev/null 2>&1 || useradd -m {owner}
 cd /home/{owner}
 cat > job-$$.sub <<EOF
@@ -98,6 +107,7 @@ arguments = {seconds}
 request_cpus = {cpus}
 request_memory = {memory}
 log = jobs.log
+{extra}
 queue {count}
 EOF
 chown {owner} job-$$.sub
@@ -106,11 +116,29 @@ su {owner} -c "condor_submit -terse job-$$.sub"
     return int(out.strip().split(".")[0])
 
 
-def history(pool: PoolHandle, cluster: int) -> list[dict[str, Any]]:
+def job_events(pool: PoolHandle, owner: str, host: str | None = None) -> dict[str, int]:
+    """How many events of each kind the owner's job event log holds: "evicted" (004),
+    "terminated" (005), "aborted" (009), "held" (012), "disconnected" (022) ..."""
+    names = {"000": "submitted", "001": "executing", "004": "evicted", "005": "terminated",
+             "006": "image size", "007": "shadow exception", "009": "aborted",
+             "012": "held", "013": "released", "022": "disconnected", "023": "reconnected",
+             "024": "reconnect failed", "028": "attributes", "040": "file transfer"}
+    text = pool.sandbox.exec(host or pool.cm, f"cat /home/{owner}/jobs.log 2>/dev/null",
+                             check=False).stdout
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        code = line[:3]
+        if len(line) > 4 and code.isdigit() and line[3] == " " and line[4] == "(":
+            name = names.get(code, code)
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def history(pool: PoolHandle, cluster: int, host: str | None = None) -> list[dict[str, Any]]:
     out = pool.sandbox.exec(
-        pool.cm, f"condor_history -json -constraint 'ClusterId == {cluster}' -attributes "
-                 "ClusterId,ProcId,JobStatus,ExitCode,NumJobStarts,JobCurrentStartDate,"
-                 "CompletionDate", check=False).stdout.strip()
+        host or pool.cm, f"condor_history -json -constraint 'ClusterId == {cluster}' "
+                         "-attributes ClusterId,ProcId,JobStatus,ExitCode,NumJobStarts,"
+                         "JobCurrentStartDate,CompletionDate", check=False).stdout.strip()
     return json.loads(out) if out else []
 
 

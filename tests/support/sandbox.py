@@ -24,11 +24,16 @@ TEST_SANDBOX_INDEX = int(os.environ.get("HTCPOOL_TEST_SANDBOX_INDEX", "1"))
 
 @dataclass
 class SandboxHandle:
-    """What a test needs to drive the sandbox: boto3 clients, host commands, faults."""
+    """What a test needs to drive the sandbox: boto3 clients, host commands, faults.
+
+    The sandbox enforces IAM (orchestrator/sandbox/iam_enforce.py): `client()` is the
+    harness's own (the sandbox's admin: setting up a scenario, looking at the result);
+    `env()` (the CLI, ansible-playbook, molecule) and `operator_client()` are the pool's
+    operator with the shipped policies, as a user runs them."""
 
     settings: Any
     state: dict[str, Any]
-    _session: Any = field(default=None, repr=False)
+    _sessions: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def endpoint_url(self) -> str:
@@ -55,19 +60,38 @@ class SandboxHandle:
         env.pop("AWS_PROFILE", None)
         return env
 
-    def session(self) -> Any:
+    def session(self, who: str = "admin_credentials") -> Any:
         import boto3
 
-        if self._session is None:
-            creds = self.state["credentials"]
-            self._session = boto3.Session(
+        if who not in self._sessions:
+            creds = self.state[who]
+            self._sessions[who] = boto3.Session(
                 aws_access_key_id=creds["aws_access_key_id"],
                 aws_secret_access_key=creds["aws_secret_access_key"],
+                aws_session_token=creds.get("aws_session_token"),
                 region_name=self.state["region"])
-        return self._session
+        return self._sessions[who]
 
     def client(self, service: str) -> Any:
+        """The harness's client (the sandbox's admin)."""
         return self.session().client(service, endpoint_url=self.endpoint_url)
+
+    def operator_client(self, service: str) -> Any:
+        """The pool's operator, with iam/operator-policy.json as a user has it."""
+        return self.session("credentials").client(service, endpoint_url=self.endpoint_url)
+
+    def client_with(self, service: str, creds: dict[str, str]) -> Any:
+        """A client with other credentials (an instance role's session, another pool's
+        operator: `api("operator", "POST", {"pool": ...})`)."""
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint_url,
+                            region_name=self.state["region"],
+                            aws_access_key_id=creds.get("AccessKeyId")
+                            or creds["aws_access_key_id"],
+                            aws_secret_access_key=creds.get("SecretAccessKey")
+                            or creds["aws_secret_access_key"],
+                            aws_session_token=creds.get("Token"))
 
     def exec(self, host: str, script: str, check: bool = True,
              timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -92,7 +116,16 @@ class SandboxHandle:
         self.api("faults", "POST", {"action": action, "code": code, **kwargs})
 
     def clear_faults(self) -> None:
+        """No injected fault, and EC2/SSM behave at once again (see behave)."""
         self.api("faults", "DELETE")
+
+    def behave(self, hide_new_s: float | None = None, ssm_delay_s: float | None = None
+               ) -> None:
+        """EC2's eventual consistency (just-launched instances unlisted and untaggable for
+        hide_new_s) and SSM commands that start ssm_delay_s late."""
+        body = {k: v for k, v in (("hide_new_s", hide_new_s), ("ssm_delay_s", ssm_delay_s))
+                if v is not None}
+        self.api("behaviour", "POST", body)
 
     def run(self, count: int = 1, image_id: str | None = None, wait: bool = True,
             **kwargs: Any) -> list[str]:

@@ -3,6 +3,7 @@ safety rules, with a recording fake cloud (the live behaviour is tested on the s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
@@ -23,7 +24,13 @@ from orchestrator.autoscaler.runtime.fakes import RecordingCloud, RecordingCondo
 from orchestrator.autoscaler.runtime.observe import build
 from orchestrator.aws.records import Ec2Instance
 from orchestrator.condor.records import Job, JobStatus, Slot
-from orchestrator.vocabulary import TAG_IDLE_SINCE, TAG_JOINED, TAG_MISSING_SINCE, InstanceState
+from orchestrator.vocabulary import (
+    TAG_DRAINED,
+    TAG_IDLE_SINCE,
+    TAG_JOINED,
+    TAG_MISSING_SINCE,
+    InstanceState,
+)
 
 NOW = 1_800_000_000.0
 
@@ -43,10 +50,15 @@ def inst(iid: str, role: str | None = "worker", pool: str | None = "p",
 
 
 def slot(iid: str, state: str = "Unclaimed", cpus: int = 2, memory: int = 4096,
-         kind: str = "Partitionable", activity: str = "Idle") -> Slot:
-    return Slot(name=f"slot1@{iid}", machine=f"host-{iid}", state=state, activity=activity,
-                load_avg=0.0, memory_mb=memory, cpus=cpus, gpus=0, slot_type=kind,
-                ec2_instance_id=iid, pool="p", entered_current_state=None)
+         kind: str = "Partitionable", activity: str = "Idle",
+         drain_reason: str | None = None) -> Slot:
+    """A slot as the collector reports it (Slot.from_ad: Draining follows the state)."""
+    return Slot.from_ad({"Name": f"slot1@{iid}", "Machine": f"host-{iid}", "State": state,
+                         "Activity": activity, "LoadAvg": 0.0, "Memory": memory, "Cpus": cpus,
+                         "Gpus": 0, "SlotType": kind, "EC2InstanceId": iid, "HtcpoolPool": "p",
+                         "MyAddress": "<198.18.0.9:9618?sock=startd>",
+                         "Draining": state == "Drained" or activity == "Retiring",
+                         "DrainReason": drain_reason})
 
 
 def job(cluster: int, status: JobStatus = JobStatus.IDLE, cpus: int = 1,
@@ -83,12 +95,40 @@ def test_idle_since_is_recorded_in_a_tag_and_cleared_when_claimed() -> None:
     assert claimed.tags.clear[TAG_IDLE_SINCE] == ["i-a"]
 
 
-def test_draining_startds_offer_no_free_capacity_and_foreign_startds_are_ignored() -> None:
+def test_draining_startds_are_no_capacity_and_foreign_startds_are_ignored() -> None:
+    from orchestrator.autoscaler.planner.classify import classify, free_bins
+
     observed = build("p", [inst("i-a")], [slot("i-a", state="Drained", activity="Retiring"),
                                           slot("i-zzz")], [], NOW)
     (sd,) = observed.observation.startds
-    assert sd.draining and sd.free_cpus == 0
+    assert sd.draining and not sd.claimed and not sd.drained_by_us
+    assert (sd.free_cpus, sd.free_memory_mb) == (2, 4096)  # what no claim holds
+    assert not free_bins(classify(observed.observation, AutoscalerConfig(), NOW))
     assert observed.draining == 1
+
+
+def test_matched_and_preempting_slots_count_as_claimed_and_our_drains_are_known() -> None:
+    from orchestrator.condor.actions import DRAIN_REASON
+
+    for state in ("Matched", "Preempting", "Claimed", "SomethingNew"):
+        observed = build("p", [inst("i-a")], [slot("i-a", state=state)], [], NOW)
+        assert observed.observation.startds[0].claimed, state
+    drained = build("p", [inst("i-a")], [
+        slot("i-a", state="Drained", drain_reason=DRAIN_REASON),
+        slot("i-a", state="Claimed", kind="Dynamic", activity="Retiring")], [], NOW)
+    (sd,) = drained.observation.startds
+    assert sd.draining and sd.claimed and sd.drained_by_us
+
+
+def test_jobs_sending_output_or_suspended_are_on_a_machine() -> None:
+    jobs = [running_on("i-a", 1), replace(running_on("i-b", 2),
+                                          status=JobStatus.TRANSFERRING_OUTPUT),
+            replace(running_on("i-c", 3), status=JobStatus.SUSPENDED)]
+    observed = build("p", [inst(i) for i in ("i-a", "i-b", "i-c")],
+                     [slot(i) for i in ("i-a", "i-b", "i-c")], jobs, NOW)
+    assert observed.jobs_running == 3
+    assert observed.observation.busy_instances == {"i-a", "i-b", "i-c"}
+    assert all(sd.claimed for sd in observed.observation.startds)
 
 
 def test_idle_jobs_are_grouped_by_request_and_cluster() -> None:
@@ -129,7 +169,9 @@ def test_removal_waits_for_the_drain_and_skips_a_worker_claimed_at_recheck() -> 
     cloud = RecordingCloud()
     ops = RecordingCondor(slots={"i-busy": [slot("i-busy", state="Claimed", kind="Dynamic")],
                          "i-idle": [slot("i-idle", state="Drained")]})
-    observed = build("p", [inst("i-new"), inst("i-busy"), inst("i-idle")],
+    drained = {TAG_DRAINED: "true"}
+    observed = build("p", [inst("i-new"), inst("i-busy", tags=drained),
+                           inst("i-idle", tags=drained)],
                      [slot("i-new"), slot("i-busy", state="Drained"),
                       slot("i-idle", state="Drained")], [], NOW)
     plan = Plan(drains=(Drain("i-new", "idle"),),
@@ -141,6 +183,8 @@ def test_removal_waits_for_the_drain_and_skips_a_worker_claimed_at_recheck() -> 
     assert cloud.terminated == ["i-idle"], "only the drained, still unclaimed worker goes"
     assert sorted(out.kept) == ["i-busy", "i-new"]
     assert ops.cancelled == ["host-i-busy"], "a claimed worker's drain is cancelled"
+    assert ("tag", ["i-new"], TAG_DRAINED, "true") in cloud.tag_calls
+    assert ("untag", ["i-busy"], TAG_DRAINED, None) in cloud.tag_calls
 
 
 def test_launches_are_one_request_per_type_with_fallbacks_and_replacements_folded_in() -> None:

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from orchestrator.condor.ads import ads_from_json
-from orchestrator.condor.commands import all_schedds_argv, condor_q_argv, condor_status_argv
+from orchestrator.condor.commands import (
+    SCHEDD_TIMEOUT_S,
+    condor_q_argv,
+    condor_status_argv,
+    schedd_queues_argv,
+)
 from orchestrator.condor.factory import choose_transport, pool_source_for, runs_central_manager
 from orchestrator.condor.records import JobStatus
 from orchestrator.condor.remote import (
@@ -69,8 +74,10 @@ def test_a_grouped_query_projects_job_status_for_its_constraint() -> None:
     q = condor_q_argv("JobStatus == 1", ("RequestCpus",), grouped=True)
     assert q == ["condor_q", "-allusers", "-json", "-group-by", "-attributes",
                  "RequestCpus,JobStatus", "-constraint", "JobStatus == 1"]
-    script = all_schedds_argv("JobStatus == 1", ("RequestCpus",), grouped=True)[2]
+    script = schedd_queues_argv("JobStatus == 1", ("RequestCpus",), grouped=True)[2]
     assert script.count("-group-by") == 2  # the local schedd, and each one listed
+    # each schedd on its own, under a time limit: one that hangs does not hang the others
+    assert script.count(f"timeout {SCHEDD_TIMEOUT_S} condor_q") == 2
 
 
 def test_remote_script_round_trips_through_a_real_shell() -> None:

@@ -61,7 +61,7 @@ class C:
 def test_the_code_is_found() -> None:
     calls = code_actions(operator_code_files())
     for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:DescribeInstances",
-                   "ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:PutParameter"):
+                   "ssm:SendCommand", "ssm:GetCommandInvocation", "dynamodb:PutItem"):
         assert action in calls, action
     assert "ssm:GetParameters" in code_actions(instance_code_files())
 
@@ -118,7 +118,7 @@ def test_every_instance_grant_is_used_or_listed() -> None:
 def test_the_autoscaler_scan_finds_its_calls() -> None:
     calls = autoscaler_actions()
     for action in ("ec2:DescribeInstances", "ec2:RunInstances", "ec2:TerminateInstances",
-                   "ec2:CreateTags", "ssm:PutParameter"):
+                   "ec2:CreateTags", "dynamodb:PutItem"):
         assert action in calls, action
     # Cloud methods the autoscaler never reaches stay out (remote condor views, regions).
     for action in ("ssm:SendCommand", "ec2:DescribeRegions", "ec2:DescribeInstanceStatus"):

@@ -177,9 +177,24 @@ def test_a_draining_idle_worker_is_undrained_instead_of_launching() -> None:
     assert not plan(obs(o.instances, o.startds), CFG, now=1e6).undrains
 
 
-def test_draining_claimed_worker_waits() -> None:
-    o = obs([worker("i-1")], [startd("i-1", claimed=True, draining=True)])
-    assert plan(o, CFG, now=1e6).is_empty
+def test_our_drain_on_a_claimed_worker_is_cancelled_and_an_admins_is_left() -> None:
+    """A claim the startd took before our drain: its jobs would be evicted at
+    MaxJobRetirementTime, so the drain goes; an administrator's drain is theirs."""
+    ours = obs([worker("i-1")], [startd("i-1", claimed=True, draining=True,
+                                        drained_by_us=True)])
+    p = plan(ours, CFG, now=1e6)
+    assert [u.instance_id for u in p.undrains] == ["i-1"]
+    assert not p.removals and not p.drains and not p.launches
+    admins = obs([worker("i-1")], [startd("i-1", claimed=True, draining=True)])
+    assert plan(admins, CFG, now=1e6).is_empty
+
+
+def test_free_cores_of_a_worker_whose_drain_is_cancelled_take_jobs() -> None:
+    o = obs([worker("i-1", "c6i.xlarge")],
+            [startd("i-1", 4, 8192, free_cpus=3, free_mem=6144, claimed=True, draining=True,
+                    drained_by_us=True)], [jobs(3)])
+    p = plan(o, CFG, now=1e6)
+    assert [u.instance_id for u in p.undrains] == ["i-1"] and not p.launches
 
 
 def test_warm_pool_starts_and_stops() -> None:

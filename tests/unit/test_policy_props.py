@@ -17,7 +17,14 @@ from orchestrator.autoscaler.planner.model import (
     Submitted,
 )
 from orchestrator.autoscaler.planner.strategies import STRATEGIES, plan
-from orchestrator.vocabulary import TAG_JOINED, TAG_MISSING_SINCE, TAG_POOL, TAG_ROLE, InstanceState
+from orchestrator.vocabulary import (
+    LIVE_STATES,
+    TAG_JOINED,
+    TAG_MISSING_SINCE,
+    TAG_POOL,
+    TAG_ROLE,
+    InstanceState,
+)
 from tests.support.policy import POOL, jobs, worker
 
 NOW = 10_000.0
@@ -34,7 +41,7 @@ def instances_and_startds(draw: st.DrawFn) -> tuple[list[Instance], list[Startd]
         iid = f"i-{k:04d}"
         pool = draw(st.sampled_from([POOL, POOL, POOL, "other", None]))
         role = draw(st.sampled_from(["worker", "worker", "central-manager", None]))
-        state = draw(st.sampled_from(list(InstanceState)))
+        state = draw(st.sampled_from(list(LIVE_STATES)))
         itype = draw(st.sampled_from(TYPES))
         launched = draw(st.floats(0, NOW))
         inst = worker(iid, itype, state, launched, pool, role)
@@ -49,8 +56,9 @@ def instances_and_startds(draw: st.DrawFn) -> tuple[list[Instance], list[Startd]
             free = draw(st.integers(0, shape.cpus)) if claimed else shape.cpus
             free_mem = shape.memory_mb * free // shape.cpus
             since = None if claimed else draw(st.floats(launched, NOW))
+            draining = draw(st.booleans())
             sds.append(Startd(iid, shape.cpus, free, shape.memory_mb, free_mem, 0, 0, claimed,
-                              since, draw(st.booleans())))
+                              since, draining, draining and draw(st.booleans())))
     return insts, sds
 
 
@@ -127,7 +135,15 @@ def test_never_touches_claimed_foreign_or_central_manager(
     removed = {r.instance_id for r in p.removals}
     for u in p.undrains:
         assert u.instance_id in mine and u.instance_id not in removed
-        assert startds[u.instance_id].draining and not startds[u.instance_id].claimed
+        sd = startds[u.instance_id]
+        # An idle draining worker the queue needs, or our drain on a claimed worker (never
+        # an administrator's).
+        assert sd.draining and (not sd.claimed or sd.drained_by_us)
+    for sd in startds.values():
+        if sd.draining and sd.claimed and sd.drained_by_us and sd.instance_id in mine \
+                and cfg.policy == "binpack" and mine[sd.instance_id].state \
+                is InstanceState.RUNNING:
+            assert sd.instance_id in {u.instance_id for u in p.undrains}
 
 
 @settings(max_examples=300, deadline=None)
@@ -158,8 +174,10 @@ def apply(o: Observation, p: Plan) -> Observation:
             insts.append(worker(f"i-new{n}", launch.instance_type, InstanceState.PENDING, NOW))
             n += 1
     undrained = {u.instance_id for u in p.undrains}
-    startds = tuple(replace(s, draining=False, free_cpus=s.total_cpus,
-                            free_memory_mb=s.total_memory_mb, free_gpus=s.total_gpus)
+    startds = tuple(replace(s, draining=False, drained_by_us=False) if s.claimed
+                    else replace(s, draining=False, drained_by_us=False,
+                                 free_cpus=s.total_cpus, free_memory_mb=s.total_memory_mb,
+                                 free_gpus=s.total_gpus)
                     if s.instance_id in undrained else s
                     for s in o.startds if s.instance_id not in gone)
     return replace(o, instances=tuple(insts), startds=startds)
@@ -180,7 +198,7 @@ def test_launches_cover_the_need_and_then_settle(
     need = sum(j.request_cpus * j.count for j in idle
                if (j.request_cpus, j.request_memory_mb) not in unsched)
     undrained = {u.instance_id for u in p.undrains}
-    free = sum(s.free_cpus if not s.draining else s.total_cpus for s in o.startds
+    free = sum(s.free_cpus if not s.draining or s.claimed else s.total_cpus for s in o.startds
                if s.instance_id in ours(o) and (not s.draining or s.instance_id in undrained)
                and ours(o)[s.instance_id].state is InstanceState.RUNNING)
     booting = sum(SHAPES[i.instance_type].cpus for i in ours(o).values()

@@ -134,9 +134,19 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     capacity = free_bins(pool)
     free_cores = sum(b.cpus for b in capacity)
     busy_owners = fit_existing(groups, capacity)
+    undrains: list[Undrain] = []
+    # A worker claimed while our drain is on (a claim the startd took before it drained):
+    # cancel the drain, or its jobs are evicted at MaxJobRetirementTime; its free
+    # resources take jobs again.
+    claimed = [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus)
+               for i, sd in pool.joined if sd.draining and sd.claimed and sd.drained_by_us]
+    for b in claimed:
+        undrains.append(Undrain(b.owner, "claimed while draining: cancel the drain so its "
+                                "jobs finish instead of being evicted"))
+        free_cores += b.cpus
+    busy_owners |= fit_existing(groups, claimed)
     # An idle worker draining for scale-in that the queue needs again is cheaper to keep
     # than a new one: cancel its drain. It was unclaimed, so all of it is free.
-    undrains: list[Undrain] = []
     draining = [Bin(i.instance_id, sd.total_cpus, sd.total_memory_mb, sd.total_gpus)
                 for i, sd in pool.joined if sd.draining and not sd.claimed]
     if draining and any(g.count for g in groups):

@@ -52,21 +52,23 @@ def classify(obs: Observation, cfg: AutoscalerConfig, now: float,
                 since = inst.missing_since
                 if (since is not None and now - since >= cfg.lost_timeout_s
                         and inst.instance_id not in obs.busy_instances
-                        and not obs.unmapped_running):
+                        and not obs.jobs_may_be_unseen):
                     pool.lost.append(inst)
                 else:
                     pool.missing.append(inst)
-            elif obs.unmapped_running:
+            elif obs.jobs_may_be_unseen:
                 held += 1
                 pool.missing.append(inst)
             else:
                 pool.not_joined.append(inst)
         # STOPPING: on its way out; neither capacity nor a candidate.
     if notes is not None and pool.missing:
+        unseen = (f"{obs.unmapped_running} running jobs are on machines without a startd ad"
+                  if obs.unmapped_running else
+                  f"schedds {', '.join(obs.silent_schedds)} did not answer")
         notes.append(f"{len(pool.missing)} workers missing from the collector, kept and "
                      f"counted as booting" + (
-                         f" ({held} never joined, held: {obs.unmapped_running} running jobs "
-                         "are on machines without a startd ad)" if held else ""))
+                         f" ({held} never joined, held: {unseen})" if held else ""))
     return pool
 
 

@@ -67,7 +67,9 @@ class Startd:
 
     Resources are summed over the machine's slots (partitionable or static).
     `claimed` is true while any slot is claimed; `unclaimed_since` is when the machine
-    last became wholly unclaimed (None while claimed, or if unknown).
+    last became wholly unclaimed (None while claimed, or if unknown). Free resources are
+    what no claim holds, also while draining; `drained_by_us` marks a drain the autoscaler
+    started (an administrator's is never cancelled).
     """
 
     instance_id: str
@@ -80,6 +82,7 @@ class Startd:
     claimed: bool = False
     unclaimed_since: float | None = None
     draining: bool = False
+    drained_by_us: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,14 @@ class Observation:
     # instance without a startd ad is replaced, since it may be the one running them.
     busy_instances: frozenset[str] = frozenset()
     unmapped_running: int = 0
+    # Schedds that did not answer this pass: their jobs may be running anywhere, so as
+    # with unmapped running jobs no instance without a startd ad is replaced meanwhile.
+    silent_schedds: tuple[str, ...] = ()
+
+    @property
+    def jobs_may_be_unseen(self) -> bool:
+        """Running jobs the observation cannot place on a startd may exist."""
+        return bool(self.unmapped_running or self.silent_schedds)
 
 
 # --- the plan -------------------------------------------------------------------------

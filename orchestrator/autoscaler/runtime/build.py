@@ -50,7 +50,8 @@ def build_autoscaler(config: Config, *, cloud: Cloud | None = None,
 def pool_lease(autoscaler: Autoscaler) -> Lease:
     """The pool's lease, lasting three passes (at least a minute) past its last renewal."""
     return Lease(autoscaler.cloud.lease_store(),
-                 ttl_s=max(60.0, 3 * autoscaler.config.interval_s))
+                 ttl_s=max(60.0, 3 * autoscaler.config.interval_s),
+                 log=lambda message: autoscaler.event("lease", reason=message))
 
 
 def prepare_for_passes(autoscaler: Autoscaler) -> None:

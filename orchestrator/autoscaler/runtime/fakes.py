@@ -1,6 +1,6 @@
-"""Recording fakes of the executor's ports, for unit tests: they record what was asked (as
-cluster-autoscaler's test cloud provider does), so tests assert on requests. End-to-end
-tests use the sandbox, never these."""
+"""Recording fakes of the executor's ports and an in-memory lease store, for unit tests:
+they record what was asked (as cluster-autoscaler's test cloud provider does), so tests
+assert on requests. End-to-end tests use the sandbox, never these."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.aws.lease_store import StoredLease
 from orchestrator.aws.records import Ec2Instance, LaunchRequest
 from orchestrator.condor.records import Slot
 from orchestrator.vocabulary import TAG_POOL, TAG_ROLE, InstanceState
@@ -88,3 +89,47 @@ class RecordingCondor:
 
     def invalidate(self, instance_ids: Sequence[str]) -> None:
         self.invalidated += instance_ids
+
+
+class MemoryLeaseStore:
+    """A LeaseStore in memory with DynamoDB's conditional-write semantics (one lock makes
+    each write atomic, as the service does), for races between Lease objects in tests."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.item: dict[str, Any] | None = None
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def read(self) -> StoredLease | None:
+        with self._lock:
+            item = None if self.item is None else dict(self.item)
+        if item is None:
+            return None
+        return StoredLease.from_fields(item.get("holder"), item.get("rvn"), item.get("ttl_s"))
+
+    def create(self, holder: str, rvn: str, ttl_s: float) -> bool:
+        with self._lock:
+            if self.item is not None:
+                return False
+            self._put(holder, rvn, ttl_s)
+            return True
+
+    def replace(self, seen: StoredLease, holder: str, rvn: str, ttl_s: float) -> bool:
+        with self._lock:
+            if self.item is None or self.item.get("rvn") != seen.raw_rvn:
+                return False
+            self._put(holder, rvn, ttl_s)
+            return True
+
+    def delete(self, seen: StoredLease) -> bool:
+        with self._lock:
+            if self.item is None or self.item.get("rvn") != seen.raw_rvn:
+                return False
+            self.item = None
+            return True
+
+    def _put(self, holder: str, rvn: str, ttl_s: float) -> None:
+        self.item = {"holder": holder, "rvn": {"S": rvn}, "ttl_s": f"{ttl_s}"}
+        self.writes += 1

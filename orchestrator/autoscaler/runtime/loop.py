@@ -1,9 +1,12 @@
 """The reconcile loop: observe, plan, act, log; sleep only what is left of the interval.
 
-Stateless between passes: everything it needs is read again from EC2 tags and HTCondor,
-so killing it at any point and starting it again loses nothing. Each decision is one
-structured (JSON) log line with its reason; a pass whose inputs cannot be read is skipped
-with a line saying why, and acts on nothing.
+Stateless between passes for safety: everything it needs is read again from EC2 tags and
+HTCondor, so killing it at any point and starting it again loses nothing (memory.py only
+bridges views that lag). Times that decide replacements and idle timeouts are EC2's (the
+Date of its replies), not this host's. Each decision is one structured (JSON) log line
+with its reason; a pass whose inputs cannot be read is skipped with a line saying why and
+acts on nothing; a schedd that does not answer is reported, and the pass goes on without
+its jobs. Any exception in a pass is logged and counted, and the next pass comes.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from orchestrator.autoscaler.planner.strategies import plan as make_plan
 from orchestrator.autoscaler.runtime import observe as observing
 from orchestrator.autoscaler.runtime.executor import Executor, LaunchSpec, Outcome
 from orchestrator.autoscaler.runtime.lease import Lease, LeaseHeld
+from orchestrator.autoscaler.runtime.memory import Ec2Clock, KnownSchedds, RecentLaunches
 from orchestrator.autoscaler.runtime.metrics import AutoscalerMetrics
 from orchestrator.aws.ec2 import Cloud
+from orchestrator.aws.records import Ec2Instance
+from orchestrator.clock import wall
 from orchestrator.condor.actions import CondorActions
-from orchestrator.condor.records import AUTOSCALER_JOB_ATTRS, JobStatus
+from orchestrator.condor.records import AUTOSCALER_CONSTRAINT, AUTOSCALER_JOB_ATTRS, Job
 from orchestrator.condor.source import PoolSource
 from orchestrator.errors import describe_exception
 from orchestrator.vocabulary import LIVE_STATES
@@ -47,7 +53,7 @@ class PassResult:
 class Autoscaler:
     def __init__(self, cloud: Cloud, source: PoolSource, config: AutoscalerConfig,
                  spec: Callable[[], LaunchSpec], metrics: AutoscalerMetrics | None = None,
-                 clock: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = wall,
                  emit: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.cloud = cloud
         self.source = source
@@ -59,38 +65,77 @@ class Autoscaler:
         self._events: list[dict[str, Any]] = []
         self.condor = CondorActions(source)
         self.executor = Executor(cloud, self.condor, config, spec, self.event)
+        self.recent = RecentLaunches()
+        self.schedds = KnownSchedds()
+        self.ec2_clock = Ec2Clock()
+        self._foreign: set[str] = set()  # reported once each
+        self._foreign_ads: set[tuple[str, str]] = set()
 
     def event(self, kind: str, **fields: Any) -> None:
         record = {"ts": round(self.clock(), 3), "pool": self.pool, "event": kind, **fields}
         self._events.append(record)
         self._emit(record)
 
-    def observe(self, now: float) -> observing.Observed:
-        instances = self.cloud.pool_instances(states=[str(s) for s in LIVE_STATES])
+    def observe(self) -> tuple[observing.Observed, float]:
+        """The pool as EC2 and HTCondor show it, and the time of it by EC2's clock."""
+        instances = self._launched_by_pool(
+            self.cloud.pool_instances(states=[str(s) for s in LIVE_STATES]))
+        if self.ec2_clock.update(getattr(self.cloud, "server_time", None)):
+            self.event("clock_skew", offset_s=round(self.ec2_clock.offset_s, 1),
+                       reason="this host's clock differs from EC2's; EC2's is used")
+        now = self.ec2_clock.now(self.clock())
+        instances = self.recent.merge(instances, now)
         slots = self.source.slots()
-        jobs = self.source.jobs(f"JobStatus == {int(JobStatus.IDLE)} || "
-                                f"JobStatus == {int(JobStatus.RUNNING)}", AUTOSCALER_JOB_ATTRS,
-                                all_schedds=True, grouped=True)
-        return observing.build(self.pool, instances, slots, jobs, now,
-                               self.config.arrival_window_s)
+        queues = self.source.queues(AUTOSCALER_CONSTRAINT, AUTOSCALER_JOB_ATTRS, grouped=True)
+        silent = self.schedds.silent(queues, now, self.config.lost_timeout_s)
+        self.metrics.silent_schedds.set(len(silent))
+        for name, why in sorted(silent.items()):
+            self.event("schedd_silent", schedd=name, reason=f"{why}; its jobs are unknown "
+                       "this pass: no worker without a startd ad is replaced")
+        jobs = [Job.from_ad(ad) for ad in queues.ads]
+        observed = observing.build(self.pool, instances, slots, jobs, now,
+                                   self.config.arrival_window_s, silent_schedds=silent)
+        for iid, address in sorted(observed.mismatched_ads.items()):
+            if (iid, address) not in self._foreign_ads:
+                self._foreign_ads.add((iid, address))
+                self.event("ad_address_mismatch", instance=iid, address=address,
+                           reason="a startd ad names this instance but not its private "
+                                  "address; left out (forged, or a stale ad)")
+        return observed, now
 
-    def run_once(self, dry_run: bool = False) -> PassResult:
+    def _launched_by_pool(self, instances: list[Ec2Instance]) -> list[Ec2Instance]:
+        """Leave out instances tagged into the pool that it did not launch (wrong image
+        or instance profile, aws/provenance.py): never counted, drained or removed."""
+        kept = []
+        for inst in instances:
+            problem = self.cloud.provenance(inst)
+            if problem is None:
+                kept.append(inst)
+            elif inst.id not in self._foreign:
+                self._foreign.add(inst.id)
+                self.event("foreign_instance", instance=inst.id,
+                           reason=f"tagged into the pool but not launched by it ({problem}); "
+                                  "never acted on")
+        return kept
+
+    def run_once(self, dry_run: bool = False,
+                 fence: Callable[[], None] | None = None) -> PassResult:
+        """One pass; `fence` (the lease's) is checked before every action."""
         # A pass makes some 10^6 short-lived objects (parsed XML, ads) that reference
         # counting frees; the cyclic collector would only walk them. It resumes afterwards.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._pass(dry_run)
+            return self._pass(dry_run, fence)
         finally:
             if collecting:
                 gc.enable()
 
-    def _pass(self, dry_run: bool) -> PassResult:
+    def _pass(self, dry_run: bool, fence: Callable[[], None] | None) -> PassResult:
         self._events = []
-        now = self.clock()
         self.metrics.passes.inc()
         try:
-            observed = self.observe(now)
+            observed, now = self.observe()
         except Exception as exc:
             why = describe_exception(exc)
             self.metrics.errors.inc()
@@ -100,12 +145,14 @@ class Autoscaler:
         self._record(plan, observed)
         outcome = None
         if not dry_run and not plan.is_empty:
-            outcome = self.executor.execute(plan, observed, cycle=uuid.uuid4().hex[:12])
+            outcome = self.executor.execute(plan, observed, cycle=uuid.uuid4().hex[:12],
+                                            fence=fence)
+            self.recent.add(outcome.new_instances, now)
             self.metrics.launches.inc(len(outcome.launched))
             self.metrics.terminations.inc(len(outcome.removed) + len(outcome.replaced))
             self.metrics.errors.inc(len(outcome.errors))
         elif not dry_run and (not observed.tags.empty or observed.stale_ads):
-            outcome = self.executor.execute(plan, observed, cycle="bookkeeping")
+            outcome = self.executor.execute(plan, observed, cycle="bookkeeping", fence=fence)
         return PassResult(plan, observed, outcome, events=self._events)
 
     def _record(self, plan: Plan, observed: observing.Observed) -> None:
@@ -138,14 +185,21 @@ class Autoscaler:
             try:
                 if lease is not None:
                     lease.acquire()
-                self.run_once(dry_run=dry_run)
+                    self.metrics.lease_held.set(1)
+                self.run_once(dry_run=dry_run, fence=lease.fence if lease else None)
+                self.metrics.last_pass.set(time.time())
             except LeaseHeld as exc:
+                self.metrics.lease_held.set(0)
                 self.event("standby", reason=str(exc))
-            except Exception as exc:
+            except Exception as exc:  # a pass that fails is logged; the next one comes
                 self.metrics.errors.inc()
                 self.event("error", step="pass", error=describe_exception(exc))
             passes += 1
-            stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
+            try:
+                stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
+            except Exception as exc:  # never the end of the loop
+                self.event("error", step="wait", error=describe_exception(exc))
+                stop.wait(1.0)
         if lease is not None:
             try:
                 lease.release()

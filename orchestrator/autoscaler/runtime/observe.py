@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 from orchestrator.autoscaler.planner.model import IdleJobs, Instance, Observation, Startd, Submitted
 from orchestrator.aws.records import Ec2Instance
-from orchestrator.condor.records import Job, JobStatus, Slot
+from orchestrator.condor.actions import DRAIN_REASON_PREFIX
+from orchestrator.condor.records import ON_A_MACHINE, Job, JobStatus, Slot
 from orchestrator.vocabulary import (
     LIVE_STATES,
+    TAG_DRAINED,
     TAG_IDLE_SINCE,
     TAG_JOINED,
     TAG_MISSING_SINCE,
@@ -59,6 +61,10 @@ class Observed:
     # terminated): the collector keeps them for CLASSAD_LIFETIME and the negotiator
     # matches jobs to them meanwhile. Instance id -> machine, for the executor to remove.
     stale_ads: dict[str, str] = field(default_factory=dict)
+    # Ads naming one of the pool's instances but not advertising its private address,
+    # left out: instance id -> the address they gave.
+    mismatched_ads: dict[str, str] = field(default_factory=dict)
+    private_ips: dict[str, str | None] = field(default_factory=dict)  # instance id -> IP
 
 
 def _epoch(iso: str | None, default: float) -> float:
@@ -92,18 +98,22 @@ def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], n
             by_instance[slot.ec2_instance_id].append(slot)
     startds, machines, changes = [], {}, TagChanges()
     for iid, group in sorted(by_instance.items()):
-        claimed = any(s.state == "Claimed" for s in group) or group[0].machine in busy_machines
-        draining = any(s.state == "Drained" or s.activity == "Retiring" for s in group)
+        claimed = any(s.claimed for s in group) or group[0].machine in busy_machines
+        draining = any(s.draining for s in group)
+        ours = any((s.drain_reason or "").startswith(DRAIN_REASON_PREFIX) for s in group)
         total_cpus = sum(s.cpus for s in group)
         total_mem = sum(s.memory_mb for s in group)
         total_gpus = sum(s.gpus for s in group)
-        free = [s for s in group if s.state == "Unclaimed"]
-        # A draining machine takes no new jobs: its free resources are not capacity.
-        free_cpus = 0 if draining else sum(s.cpus for s in free)
-        free_mem = 0 if draining else sum(s.memory_mb for s in free)
-        free_gpus = 0 if draining else sum(s.gpus for s in free)
+        # What no claim holds (a draining machine's too: the planner decides whether a
+        # drain is cancelled and the resources used again).
+        free = [s for s in group if not s.claimed]
+        free_cpus = sum(s.cpus for s in free)
+        free_mem = sum(s.memory_mb for s in free)
+        free_gpus = sum(s.gpus for s in free)
         machines[iid] = group[0].machine
         instance_tags = tags.get(iid, {})
+        if not draining and TAG_DRAINED in instance_tags:
+            changes.remove(TAG_DRAINED, iid)
         since: float | None = None
         if claimed:
             if TAG_IDLE_SINCE in instance_tags:
@@ -120,7 +130,8 @@ def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], n
         startds.append(Startd(instance_id=iid, total_cpus=total_cpus, free_cpus=free_cpus,
                               total_memory_mb=total_mem, free_memory_mb=free_mem,
                               total_gpus=total_gpus, free_gpus=free_gpus, claimed=claimed,
-                              unclaimed_since=since, draining=draining))
+                              unclaimed_since=since, draining=draining,
+                              drained_by_us=draining and ours))
     return startds, machines, changes
 
 
@@ -148,17 +159,18 @@ def recent_submits(jobs: Iterable[Job], now: float, window_s: float) -> list[Sub
         return []
     counts: dict[tuple[float, int], int] = defaultdict(int)
     for job in jobs:
-        if (job.status in (JobStatus.IDLE, JobStatus.RUNNING) and job.qdate is not None
+        if ((job.status is JobStatus.IDLE or job.status in ON_A_MACHINE)
+                and job.qdate is not None
                 and now - window_s <= job.qdate <= now):
             counts[(float(job.qdate), max(job.request_cpus, 1))] += job.count
     return [Submitted(q, c, n) for (q, c), n in sorted(counts.items())]
 
 
 def running_requests(jobs: Iterable[Job]) -> list[tuple[int, int]]:
-    """Running jobs counted by requested cores, smallest first."""
+    """Jobs on a machine counted by requested cores, smallest first."""
     counts: dict[int, int] = defaultdict(int)
     for job in jobs:
-        if job.status == JobStatus.RUNNING:
+        if job.status in ON_A_MACHINE:
             counts[max(job.request_cpus, 1)] += job.count
     return sorted(counts.items())
 
@@ -184,19 +196,32 @@ def presence_tags(instances: Iterable[Instance], pool: str, with_startd: set[str
 
 
 def build(pool: str, instances: Iterable[Ec2Instance], slots: Iterable[Slot],
-          jobs: Iterable[Job], now: float, arrival_window_s: float = 0.0) -> Observed:
+          jobs: Iterable[Job], now: float, arrival_window_s: float = 0.0,
+          silent_schedds: Iterable[str] = ()) -> Observed:
     """Pure assembly of an Observation from what the cloud and the collector returned
-    (with the arrivals of the last `arrival_window_s` when the forecast is on)."""
-    policy_instances = [p for i in instances if (p := to_policy_instance(i, now)) is not None]
+    (with the arrivals of the last `arrival_window_s` when the forecast is on, and the
+    schedds whose queues could not be read)."""
+    instance_list = list(instances)
+    policy_instances = [p for i in instance_list if (p := to_policy_instance(i, now)) is not None]
     tags = {i.instance_id: dict(i.tags) for i in policy_instances}
     known = set(tags)
+    # EC2InstanceId is self-reported: an ad counts as an instance's only when it advertises
+    # that instance's private address (a forged ad for a busy worker must not make it look
+    # idle). The drains go to that address too (condor/actions.py).
+    private_ip = {i.id: i.private_ip for i in instance_list}
+    slot_list, mismatched = [], {}
+    for s in slots:
+        iid = s.ec2_instance_id
+        if iid in known and (s.address_ip is None or s.address_ip != private_ip.get(iid)):
+            mismatched[iid] = s.address or "no MyAddress"
+        else:
+            slot_list.append(s)
     job_list = list(jobs)  # one record per job, or per group of a grouped query (count)
     running_on: dict[str, int] = defaultdict(int)  # machine: jobs running on it
     for j in job_list:
-        if j.status == JobStatus.RUNNING and j.remote_host:
+        if j.status in ON_A_MACHINE and j.remote_host:
             running_on[j.remote_host.rpartition("@")[2]] += j.count
     busy = frozenset(running_on)
-    slot_list = list(slots)
     # Every startd ad names its machine, ours or not, so a running job maps to an instance
     # through it; a job whose machine has no ad (collector restarted) maps to none.
     machine_instance = {s.machine: s.ec2_instance_id for s in slot_list if s.ec2_instance_id}
@@ -214,12 +239,14 @@ def build(pool: str, instances: Iterable[Ec2Instance], slots: Iterable[Slot],
              if s.ec2_instance_id and s.ec2_instance_id not in live
              and (s.ec2_instance_id in known or s.pool == pool)}
     idle = idle_groups(job_list)
-    running = sum(j.count for j in job_list if j.status == JobStatus.RUNNING)
+    running = sum(j.count for j in job_list if j.status in ON_A_MACHINE)
     obs = Observation(pool=pool, instances=tuple(policy_instances), startds=tuple(startds),
                       idle_jobs=tuple(idle), running_jobs=running,
                       submitted=tuple(recent_submits(job_list, now, arrival_window_s)),
                       running_requests=tuple(running_requests(job_list)),
-                      busy_instances=busy_instances, unmapped_running=unmapped)
+                      busy_instances=busy_instances, unmapped_running=unmapped,
+                      silent_schedds=tuple(sorted(silent_schedds)))
     return Observed(observation=obs, machines=machines, tags=changes, jobs_running=running,
                     jobs_idle=sum(g.count for g in idle),
-                    draining=sum(1 for s in startds if s.draining), stale_ads=stale)
+                    draining=sum(1 for s in startds if s.draining), stale_ads=stale,
+                    mismatched_ads=mismatched, private_ips=private_ip)

@@ -7,6 +7,10 @@ CONDOR_HOST and worker token from SSM Parameter Store
 token into the tokens directory and the pool settings into a config.d file.
 condor.service requires this unit, so condor starts only once both are in place.
 
+With --refresh (a daily timer), it fetches the token again and replaces the file if the
+central manager re-issued it (the token has a lifetime): the daemons read the new one at
+their next authentication, no restart needed.
+
 Settings come from the environment (systemd EnvironmentFile):
   HTCPOOL_DEFAULT_POOL      pool when the instance has no htcpool:pool tag
   HTCPOOL_REGION            SSM region (default: the instance's region)
@@ -109,6 +113,26 @@ def pool_config(condor_host: str, pool: str, instance_id: str, issuer: str | Non
     return "\n".join(lines)
 
 
+def refresh(env: dict[str, str], token_file: str) -> int:
+    """Replace the token file if the published token changed; 0 if done or unchanged."""
+    try:
+        _config, token = fetch_once(env)
+    except Exception as error:  # noqa: BLE001 - the next run of the timer tries again
+        log(f"token refresh failed: {type(error).__name__}: {error}")
+        return 1
+    try:
+        with open(token_file) as handle:
+            current = handle.read()
+    except OSError:
+        current = ""
+    if current == token:
+        log("token unchanged")
+        return 0
+    write_atomic(token_file, token, 0o600)
+    log(f"token renewed in {token_file}")
+    return 0
+
+
 def fetch_once(env: dict[str, str]) -> tuple[str, str]:
     import boto3  # imported here so --help works without boto3
 
@@ -142,6 +166,8 @@ def main() -> int:
     env = dict(os.environ)
     config_file = env.get("HTCPOOL_CONFIG_FILE", "/etc/condor/config.d/90-htcpool-pool.conf")
     token_file = env.get("HTCPOOL_TOKEN_FILE", "/etc/condor/tokens.d/htcpool-pool")
+    if len(sys.argv) > 1 and sys.argv[1] == "--refresh":
+        return refresh(env, token_file)
     deadline = time.monotonic() + float(env.get("HTCPOOL_TIMEOUT", "300"))
     delay = 1.0
     while True:
