@@ -55,7 +55,7 @@ demo: deps
 # there. All of them take hours (the fault soak alone about one): pick some with
 # `make bench BENCHES="sim_traces sim_limits"`. The sandbox ones need root.
 BENCHES ?= sim_traces sim_limits reconcile_bench bad_input_bench sandbox_bench ansible_bench \
-	pool_views fault_soak demo_bench
+	pool_views fault_soak demo_bench security_attacks
 bench_args_sandbox_bench := --cold --repeat 3
 bench_args_reconcile_bench := --jobs 10000 --instances 1000 --passes 15
 bench_args_bad_input_bench := --examples 300

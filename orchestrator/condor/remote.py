@@ -7,6 +7,7 @@ import gzip
 import os
 import shlex
 import subprocess
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,31 @@ def decode_remote_output(text: str, where: str) -> str:
                           "SSM keeps 24,000): use --transport ssh") from err
 
 
-class SsmSource(PoolSource):
+class CommandSource(PoolSource):
+    """A pool source that runs condor commands somewhere and reads their `-json` output."""
+
+    @abstractmethod
+    def _run(self, argv: list[str]) -> str:
+        """The command's standard output; CondorError when it failed."""
+
+    def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
+        return self._run(argv)
+
+    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
+        return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
+
+    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
+                all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
+        if all_schedds:
+            return self.queues(constraint, attrs, grouped).require_all(self.where)
+        return query_jobs(self._run, constraint, attrs, grouped)
+
+    def queues(self, constraint: str | None, attrs: Sequence[str],
+               grouped: bool = False) -> ScheddQueues:
+        return query_queues(self._run, constraint, attrs, grouped)
+
+
+class SsmSource(CommandSource):
     transport = Transport.SSM
 
     def __init__(self, cloud: Cloud, instance_id: str, timeout_s: float,
@@ -102,24 +127,8 @@ class SsmSource(PoolSource):
                                      comment=f"htcpool {argv[0]}", **kw)
         return decode_remote_output(out, f"{argv[0]} via {self.where}")
 
-    def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
-        return self._run(argv)
 
-    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
-
-    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
-                all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
-        if all_schedds:
-            return self.queues(constraint, attrs, grouped).require_all(self.where)
-        return query_jobs(self._run, constraint, attrs, grouped)
-
-    def queues(self, constraint: str | None, attrs: Sequence[str],
-               grouped: bool = False) -> ScheddQueues:
-        return query_queues(self._run, constraint, attrs, grouped)
-
-
-class SshSource(PoolSource):
+class SshSource(CommandSource):
     transport = Transport.SSH
 
     def __init__(self, host: str, user: str = "", key_file: str = "",
@@ -160,19 +169,3 @@ class SshSource(PoolSource):
                 f"{remote[0]} failed (exit {done.returncode})"
             raise CondorError(f"{what} via {self.where}: {reason}")
         return done.stdout
-
-    def run_tool(self, argv: list[str], timeout_s: float = 120.0) -> str:
-        return self._run(argv)
-
-    def startd_ads(self, constraint: str | None = None) -> list[dict[str, Any]]:
-        return ads_from_json(self._run(condor_status_argv(constraint)), SLOT_ATTRS)
-
-    def job_ads(self, constraint: str | None = None, attrs: Sequence[str] = JOB_ATTRS,
-                all_schedds: bool = False, grouped: bool = False) -> list[dict[str, Any]]:
-        if all_schedds:
-            return self.queues(constraint, attrs, grouped).require_all(self.where)
-        return query_jobs(self._run, constraint, attrs, grouped)
-
-    def queues(self, constraint: str | None, attrs: Sequence[str],
-               grouped: bool = False) -> ScheddQueues:
-        return query_queues(self._run, constraint, attrs, grouped)
