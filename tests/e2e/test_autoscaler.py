@@ -231,16 +231,20 @@ def test_jobs_that_arrive_while_an_idle_worker_drains_take_it_back(
 
 
 def test_a_worker_that_never_joins_is_replaced(clean_pool: PoolHandle, tmp_path: Path) -> None:
-    """A pool worker booted from an image without HTCondor never joins: after join_timeout_s
+    """A pool worker (the pool's image and worker profile) launched with its metadata
+    service off cannot learn its pool and token, so it never joins: after join_timeout_s
     the autoscaler terminates it and launches a working one for the waiting job."""
     pool = clean_pool
     env = config_with(pool, tmp_path, join_timeout_s=30.0)
     cluster = submit(pool, 1, seconds=5, cpus=2)
+    name = pool.pool.config.pool
     tags = [{"ResourceType": "instance", "Tags": [
-        {"Key": "htcpool:pool", "Value": pool.pool.config.pool},
-        {"Key": "htcpool:role", "Value": "worker"},
+        {"Key": "htcpool:pool", "Value": name}, {"Key": "htcpool:role", "Value": "worker"},
         {"Key": "htcpool:launched-by", "Value": "autoscaler"}]}]
-    (broken,) = pool.sandbox.run(1, InstanceType="t3.medium", TagSpecifications=tags)
+    (broken,) = pool.sandbox.run(1, image_id=pool.pool.worker_image, InstanceType="t3.medium",
+                                 TagSpecifications=tags,
+                                 IamInstanceProfile={"Name": f"htcpool-{name}-instance"},
+                                 MetadataOptions={"HttpEndpoint": "disabled"})
     log = tmp_path / "autoscale.log"
     proc = start_autoscaler(pool, log, env=env)
     try:

@@ -88,6 +88,10 @@ NOT_EXERCISED_IN_SANDBOX: dict[str, str] = {
                          "tests/integration/test_ssm_wait.py covers it against moto",
     "kms:Encrypt": "checked by KMS when SSM stores a SecureString; never an API call",
     "kms:Decrypt": "checked by KMS when SSM returns a SecureString; never an API call",
+    "dynamodb:TagResource": "checked by DynamoDB on CreateTable with tags (aws_resources.yml); "
+                            "a call only when an existing lease table's tags change",
+    "iam:PutRolePermissionsBoundary": "aws_resources.yml on a role made before its boundary "
+                                      "or a changed boundary; CreateRole sets a new role's",
 }
 
 # Called in a sandbox session only by the files below: the demo runs aws_resources.yml,
