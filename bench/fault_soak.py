@@ -209,6 +209,14 @@ def fault_counts(settings: SandboxSettings, offset: int) -> tuple[dict[str, int]
     return counts, end
 
 
+def restart_drained(sandbox: SandboxHandle, draining: set[str], run: int, when: str) -> int:
+    """Restart condor on one draining worker (the first by id); the number restarted."""
+    target = sorted(draining)[0]
+    sandbox.exec(target, "systemctl restart condor", check=False, timeout=120)
+    log(f"run {run}: condor restarted on {target} while it drained, {when}")
+    return 1
+
+
 def inject(sandbox: SandboxHandle, plan: Plan) -> None:
     if plan.api_5xx:
         sandbox.inject("*", plan.api_5xx["code"], status=503,
@@ -298,10 +306,7 @@ def one_run(pool: PoolHandle, run: int, seed: int, workdir: Path) -> RunResult:
             seen, placed, draining = observe(pool, cluster)
             joined |= seen
             if plan.startd_restart_drained and not startd_restarts and draining:
-                target = sorted(draining)[0]
-                sandbox.exec(target, "systemctl restart condor", check=False, timeout=120)
-                startd_restarts += 1
-                log(f"run {run}: condor restarted on {target} while it drained, at {now:.0f} s")
+                startd_restarts += restart_drained(sandbox, draining, run, f"at {now:.0f} s")
             if plan.poweroff_after_s is not None and not victims:
                 if placed and poweroff_due is None:
                     poweroff_due = now + plan.poweroff_after_s
@@ -326,10 +331,7 @@ def one_run(pool: PoolHandle, run: int, seed: int, workdir: Path) -> RunResult:
             seen, _, draining = observe(pool, cluster)
             joined |= seen
             if plan.startd_restart_drained and not startd_restarts and draining:
-                target = sorted(draining)[0]
-                sandbox.exec(target, "systemctl restart condor", check=False, timeout=120)
-                startd_restarts += 1
-                log(f"run {run}: condor restarted on {target} while it drained (scale-in)")
+                startd_restarts += restart_drained(sandbox, draining, run, "(scale-in)")
             if time.monotonic() > deadline:
                 res.errors.append(f"workers still up {EMPTY_TIMEOUT_S:.0f} s after the jobs")
                 break
