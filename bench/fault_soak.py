@@ -50,7 +50,10 @@ from tests.support.pool import (
 from tests.support.sandbox import SandboxHandle
 
 ROOT = Path("/tmp/htcpool-soak")
-SHAPES = ("t3.medium", "t3.large")  # both 2 cores for the sandbox's startd (NUM_CPUS = 2)
+# The pool's shapes (build below): a capacity error on one falls back to the other. Each
+# worker advertises its type's vCPUs (2 for both), so the "double launch" bound counts
+# by the shapes' cpus (workers_needed).
+SHAPES = ("t3.medium", "t3.large")
 LEASE_S = 20  # job_lease_duration: a lost host's job is idle again after this, not 40 min
 JOBS_TIMEOUT_S = 480.0
 EMPTY_TIMEOUT_S = 240.0
@@ -244,6 +247,12 @@ def htcpool_terminate(pool: PoolHandle, ids: list[str]) -> None:
         pool.htcpool("instances", "terminate", "--yes", *ids)
 
 
+def workers_needed(cores: int, pool: PoolHandle) -> int:
+    """The most workers bin-packing a burst of `cores` (jobs of 1 or 2 cores) can take:
+    every one of the pool's fewest-core shape, each advertising that shape's cpus."""
+    return math.ceil(cores / min(s.cpus for s in pool.pool.config.autoscaler.shapes))
+
+
 def one_run(pool: PoolHandle, run: int, seed: int, workdir: Path) -> RunResult:
     run_seed = f"{seed}:{run}"
     rng = random.Random(run_seed)
@@ -368,7 +377,7 @@ def one_run(pool: PoolHandle, run: int, seed: int, workdir: Path) -> RunResult:
     res.launched = len(ever)
     res.unjoined = len([i for i in ever if i["InstanceId"] not in joined
                         and i["InstanceId"] not in victims])
-    res.bound = math.ceil(plan.cores / 2) + len(victims) + res.unjoined
+    res.bound = workers_needed(plan.cores, pool) + len(victims) + res.unjoined
     res.double = max(0, res.launched - res.bound)
     # The run's cleanup, through htcpool as an operator would: the stopped victim goes.
     htcpool_terminate(pool, [i["InstanceId"] for i in pool.workers() if i["InstanceId"]
@@ -480,8 +489,9 @@ def section(results: list[RunResult], args: argparse.Namespace, wall_s: float,
               "powered-off worker, left stopped by design, is terminated with `htcpool "
               "instances terminate`); at the end, also after teardown.yml and `sandbox down`.",
               "- *double launches*: worker instances launched during the run beyond "
-              "ceil(cores requested / 2) + powered-off workers + launched workers that never "
-              "appeared in the collector (polled every 3 s); every shape is 2 cores and the "
+              "ceil(cores requested / cpus of the pool's fewest-core shape) + powered-off "
+              "workers + launched workers that never appeared in the collector (polled every "
+              "3 s); each worker advertises its type's vCPUs (both shapes have 2) and the "
               "autoscaler runs with no forecast spare, so the first term is exactly what "
               "bin-packing the burst needs.",
               "- Faults: API faults counted from the sandbox server's log (one line per "

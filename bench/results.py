@@ -36,6 +36,13 @@ def git_revision() -> str:
     return proc.stdout.strip() or "unknown"
 
 
+def uncommitted() -> str:
+    """" and uncommitted changes" if the working tree has any (a run measured them too)."""
+    proc = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
+                          cwd=RESULTS.parent)
+    return " and uncommitted changes" if proc.stdout.strip() else ""
+
+
 def update_section(name: str, title: str, body: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     block = f"<!-- BEGIN {name} -->\n## {title}\n\n{body.rstrip()}\n<!-- END {name} -->\n"

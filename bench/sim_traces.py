@@ -15,9 +15,14 @@ import time
 from pathlib import Path
 
 from bench.policy_scale import observation
-from bench.results import git_revision, machine, update_section
+from bench.results import git_revision, machine, uncommitted, update_section
 from orchestrator.autoscaler.planner.config import AutoscalerConfig
 from orchestrator.autoscaler.planner.strategies import plan
+from orchestrator.sim.hardware import (
+    KERNEL_RESERVE_FIXED_MB,
+    KERNEL_RESERVE_PER_MILLE,
+    advertised_memory_mb,
+)
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.report import markdown, plot, to_json
 from orchestrator.sim.runner import TraceReport, run_trace
@@ -102,11 +107,17 @@ def main() -> None:
     body = "\n".join([
         "Command: `.venv/bin/python -m bench.sim_traces`  ",
         f"Machine: {machine()}  ",
-        f"Revision: {git_revision()}, {time.strftime('%Y-%m-%d')}  ",
+        f"Revision: {git_revision()}{uncommitted()}, {time.strftime('%Y-%m-%d')}  ",
         f"Model: boot {params.boot_s:.0f} s +/- {params.boot_jitter_s:.0f} s, negotiation "
         f"every {params.negotiation_s:.0f} s, per-second billing with a "
         f"{params.min_billing_s:.0f} s minimum, at most {params.max_workers} instances, "
-        f"c6i/r6i on-demand prices. Ours (defaults): idle_timeout_s {cfg.idle_timeout_s:.0f}, "
+        f"c6i/r6i on-demand prices (the fixed list DEFAULT_SHAPES). Workers advertise their "
+        f"nominal memory less the kernel's share ({KERNEL_RESERVE_FIXED_MB} MB + "
+        f"{KERNEL_RESERVE_PER_MILLE / 10:g} %, `orchestrator/sim/hardware.py`: c6i.large "
+        f"{advertised_memory_mb(4096)} MB of 4096) and jobs are placed by that; the planner "
+        f"sizes a type by what its joined workers advertised, and before the first joined by "
+        f"nominal less {cfg.memory_reserve_mb} MB + {cfg.memory_reserve_fraction:.0%}, as "
+        f"live. Ours (defaults): idle_timeout_s {cfg.idle_timeout_s:.0f}, "
         f"surplus_idle_s {cfg.surplus_idle_s:.0f}, "
         f"interval_s {cfg.interval_s:.0f}, launch_delay_s {cfg.launch_delay_s:.0f}, "
         f"spare_cores {cfg.spare_cores}, forecast spare: arrival_window_s "

@@ -51,11 +51,11 @@ File format (every key optional; unknown keys are errors that name the key):
     max_launch_per_cycle = 100
     warm_pool = false                 # stop idle workers instead of terminating them
     spot = false                      # spot workers, on-demand where spot has no capacity
-    [[autoscaler.shapes]]             # the instance types it may launch
-    name = "c6i.large"
-    cpus = 2
-    memory_mb = 4096
-    price_per_hour = 0.085
+    instance_types = ["c6i", "r6i.large"]   # types or families; sizes and prices from EC2
+    gpu_workers = false               # the worker image drives GPUs
+    machine_attrs = { HasScratch = "true" }  # what the image advertises, for Requirements
+    [autoscaler.shape_filter]         # which of those EC2 offers are used
+    max_cpus = 32
 
 Environment: HTCPOOL_POOL, HTCPOOL_REGION, HTCPOOL_PROFILE, HTCPOOL_ENDPOINT_URL (also read
 by the CLI flags of the same names) and HTCPOOL_TRANSPORT.

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.aws.instance_types import ShapeCatalog, pricing_client
 from orchestrator.aws.launch import run_instances
 from orchestrator.aws.lease_store import DynamoLeaseStore
 from orchestrator.aws.provenance import PoolImages, provenance_problem
@@ -291,6 +292,17 @@ class Cloud:
     def launch(self, req: LaunchRequest, dry_run: bool = False) -> list[Ec2Instance]:
         """Launch `req.count` instances with fallbacks (aws/launch.py)."""
         return run_instances(self._ec2, self.pool, req, dry_run)
+
+    def shape_catalog(self) -> ShapeCatalog:
+        """The region's instance types and prices as the autoscaler's shapes
+        (aws/instance_types.py: `resolve_shapes`); one per Cloud, so its cache outlives a
+        pass. The pricing client is made on its first lookup."""
+        catalog: ShapeCatalog | None = getattr(self, "_shape_catalog", None)
+        if catalog is None:
+            catalog = ShapeCatalog(self._ec2, lambda: pricing_client(self.session, self.config),
+                                   self.region)
+            self._shape_catalog = catalog
+        return catalog
 
     def lease_store(self) -> DynamoLeaseStore:
         """Where the pool's autoscaler lease is kept."""

@@ -115,6 +115,11 @@ def run_params(req: LaunchRequest, itype: str, subnet: str, need: int,
         # and the autoscaler launches again; a spot price above on-demand is never paid.
         params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
             "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+    size = req.root_volume_gb.get(itype)
+    if size and req.root_device:
+        # Jobs' RequestDisk is planned on this volume; it goes with the instance.
+        params["BlockDeviceMappings"] = [{"DeviceName": req.root_device, "Ebs": {
+            "VolumeSize": size, "VolumeType": "gp3", "DeleteOnTermination": True}}]
     if req.security_groups:
         params["SecurityGroupIds"] = list(req.security_groups)
     if req.key_name:

@@ -6,7 +6,7 @@ Plain dataclasses (no boto3 import), shared by aws/ec2.py, the CLI and the autos
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,12 +95,19 @@ class Image:
     version: str | None
     created: str
     tags: dict[str, str] = field(default_factory=dict)
+    root_device: str = ""  # RootDeviceName: where a launch sizes the root volume
+    root_volume_gb: int = 0  # its snapshot's size: a launch may not ask for less
 
     @classmethod
     def from_api(cls, raw: dict[str, Any]) -> Image:
         tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+        root = str(raw.get("RootDeviceName") or "")
+        size = next((int(m.get("Ebs", {}).get("VolumeSize") or 0)
+                     for m in raw.get("BlockDeviceMappings", [])
+                     if m.get("DeviceName") == root), 0)
         return cls(id=raw["ImageId"], name=raw.get("Name", ""), state=raw.get("State", ""),
-                   version=tags.get(TAG_VERSION), created=raw.get("CreationDate", ""), tags=tags)
+                   version=tags.get(TAG_VERSION), created=raw.get("CreationDate", ""), tags=tags,
+                   root_device=root, root_volume_gb=size)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "state": self.state, "version": self.version,
@@ -123,3 +130,7 @@ class LaunchRequest:
     role: Role = Role.WORKER
     key_name: str = ""
     spot: bool = False
+    # Root volume size (GiB) per instance type, on the image's root device; a type not
+    # listed keeps the image's own size.
+    root_device: str = ""
+    root_volume_gb: Mapping[str, int] = field(default_factory=dict)

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "scale": ("orchestrator.cli.scale", "scale",
               "One autoscaler pass: plan, and act unless --dry-run."),
     "autoscale": ("orchestrator.cli.scale", "autoscale", "Run the autoscaler loop."),
+    "shapes": ("orchestrator.cli.shapes", "shapes",
+               "Instance types the autoscaler may launch, with their prices."),
     "sim": ("orchestrator.cli.sim", "app", "Replay job traces through the autoscaler policy."),
     "menu": ("orchestrator.cli.menu", "menu", "The interactive numbered control panel."),
     "config": ("orchestrator.cli.settings", "config", "Validate the configuration; show it."),

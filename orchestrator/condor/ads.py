@@ -10,11 +10,15 @@ from typing import Any
 
 from orchestrator.condor.records import CondorError
 
+# Attributes kept as their expression's text, not evaluated: a job's Requirements refers
+# to the machine (TARGET), so only matching against a machine ad gives it a value.
+RAW_EXPRESSIONS = frozenset({"requirements"})
+
 
 def plain(ad: Any, attrs: Iterable[str]) -> dict[str, Any]:
     """Evaluate a classad2.ClassAd's attributes to plain Python values (None if undefined).
     A literal is its own value (the ad's item: one lookup); only an expression (an ExprTree
-    item) is evaluated, in the context of the ad."""
+    item) is evaluated, in the context of the ad (RAW_EXPRESSIONS are kept as text)."""
     import classad2
 
     present = {name.lower() for name in ad}  # attribute names ignore case
@@ -24,6 +28,9 @@ def plain(ad: Any, attrs: Iterable[str]) -> dict[str, Any]:
             continue
         value = ad[key]
         if isinstance(value, classad2.ExprTree):
+            if key.lower() in RAW_EXPRESSIONS:
+                out[key] = str(value)
+                continue
             value = ad.eval(key)
         out[key] = None if isinstance(value, classad2.Value) else value
     return out

@@ -12,7 +12,7 @@ from orchestrator.errors import HtcpoolError
 SLOT_ATTRS = ("Name", "Machine", "State", "Activity", "LoadAvg", "Memory", "Cpus", "Gpus",
               "Disk", "SlotType", "EC2InstanceId", "HtcpoolPool", "EnteredCurrentState",
               "EnteredCurrentActivity", "OpSys", "Arch", "Draining", "DrainReason",
-              "MyAddress")
+              "MyAddress", "EC2InstanceType")
 # Slot states in which nothing holds the slot; any other (Claimed, Matched, Preempting, a
 # state a later HTCondor adds) counts as claimed.
 FREE_STATES = frozenset({"Unclaimed", "Drained"})
@@ -27,8 +27,10 @@ JOB_ATTRS = ("ClusterId", "ProcId", "Owner", "JobStatus", "JobBatchName", "Reque
 # No ProcId: it would make every group one job. The schedd adds the attributes an
 # expression among them refers to (ImageSize for the default RequestMemory), and applies a
 # constraint to the groups, so one may name only these.
+# Requirements is read as its expression's text (ads.RAW_EXPRESSIONS): the autoscaler
+# matches it against each shape's machine ad (condor/matching.py).
 AUTOSCALER_JOB_ATTRS = ("ClusterId", "JobStatus", "RequestCpus", "RequestMemory",
-                        "RequestGpus", "QDate", "RemoteHost")
+                        "RequestGpus", "RequestDisk", "Requirements", "QDate", "RemoteHost")
 
 
 
@@ -68,6 +70,15 @@ def _int(value: Any, default: int = 0) -> int:
     return value if value.__class__ is int else int(_num(value, default))
 
 
+def _expression(value: Any) -> str | None:
+    """An expression attribute read as text (a literal as its ClassAd spelling)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Slot:
     name: str
@@ -85,6 +96,8 @@ class Slot:
     draining: bool = False
     drain_reason: str | None = None
     address: str | None = None  # MyAddress: the startd's sinful string "<ip:port?...>"
+    disk_kb: int = 0  # Disk: KiB free in the slot's execute directory
+    instance_type: str | None = None  # EC2InstanceType, as the worker advertises it
 
     @property
     def claimed(self) -> bool:
@@ -114,7 +127,9 @@ class Slot:
                    pool=ad.get("HtcpoolPool") or None,
                    entered_current_state=int(ecs) if isinstance(ecs, int | float) else None,
                    draining=draining, drain_reason=str(ad.get("DrainReason") or "") or None,
-                   address=str(ad.get("MyAddress") or "") or None)
+                   address=str(ad.get("MyAddress") or "") or None,
+                   disk_kb=_int(ad.get("Disk")),
+                   instance_type=str(ad.get("EC2InstanceType") or "") or None)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +150,9 @@ class Job:
     hold_reason: str | None
     # The jobs this record stands for: 1, or a group's JobCount from a grouped query.
     count: int = 1
+    request_disk_mb: int = 0  # RequestDisk is in KiB
+    requirements: str | None = None  # the Requirements expression's text
+
 
     @property
     def id(self) -> str:
@@ -158,7 +176,9 @@ class Job:
                    request_gpus=_int(get("RequestGpus")),
                    qdate=int(qdate) if isinstance(qdate, (int, float)) else None,
                    remote_host=get("RemoteHost") or None,
-                   hold_reason=get("HoldReason") or None, count=_int(get("JobCount"), 1))
+                   hold_reason=get("HoldReason") or None, count=_int(get("JobCount"), 1),
+                   request_disk_mb=-(-_int(get("RequestDisk")) // 1024),
+                   requirements=_expression(get("Requirements")))
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

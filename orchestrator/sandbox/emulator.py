@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.sandbox import hardware
 from orchestrator.sandbox.hosts import Host
 from orchestrator.sandbox.settings import SandboxSettings
 
@@ -171,7 +172,8 @@ class Emulator:
                 host = Host(net=self.settings, instance_id=inst.id, address=inst.private_ip,
                             fqdn=inst.private_dns_name, disk=disk,
                             layers=list(self.layers[inst.image_id]), env=self.host_env(),
-                            authorized_key=self.authorized_key)
+                            authorized_key=self.authorized_key,
+                            hardware=hardware.for_instance(self.ec2, inst.instance_type))
                 disk.mkdir(parents=True, exist_ok=True)
                 (disk / "layers.json").write_text(json.dumps([str(p) for p in host.layers]))
                 self.workers[inst.id] = HostWorker(host)
@@ -244,6 +246,8 @@ class Emulator:
                             str(layer)], check=True)
             for key in (layer / "etc" / "ssh").glob("ssh_host_*"):
                 key.unlink()
+            # The hardware is the instance's, not the image's: each host gets its own.
+            (layer / hardware.CONFIG_FILE).unlink(missing_ok=True)
             with self.lock:
                 self.layers[ami.id] = [layer, *host.layers]
             (target / "layers.json").write_text(json.dumps([str(p) for p in self.layers[ami.id]]))

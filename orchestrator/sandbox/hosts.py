@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import SandboxError
+from orchestrator.sandbox import hardware
 from orchestrator.sandbox.settings import SandboxSettings
 
 BOOT_TIMEOUT_S = 90.0
@@ -90,6 +91,9 @@ class Host:
     layers: list[Path]
     env: dict[str, str] = field(default_factory=dict)
     authorized_key: str = ""
+    # HTCondor configuration standing for the instance type's cores and memory
+    # (sandbox/hardware.py), written at every boot; empty: none.
+    hardware: str = ""
     proc: subprocess.Popen[bytes] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -201,6 +205,7 @@ class Host:
             self.mount()
             self._first_boot()
             self.write_identity(hosts_file)
+            hardware.write(self.root, self.hardware)
             log = open(self.disk / "console.log", "ab")  # noqa: SIM115 (owned by the child)
             self.proc = subprocess.Popen(
                 ["systemd-nspawn", "--boot", "--quiet", "--register=no", "--keep-unit",

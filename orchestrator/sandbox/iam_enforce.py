@@ -43,7 +43,7 @@ from orchestrator.sandbox.iam_services import Check, KeyNotFound
 
 log = logging.getLogger("htcpool.sandbox.iam")
 
-JSON_SERVICES = frozenset({"ssm", "dynamodb", "kms"})
+JSON_SERVICES = frozenset({"ssm", "dynamodb", "kms", "pricing"})
 NO_PERMISSION_NEEDED = frozenset({"sts:GetCallerIdentity"})
 _local = threading.local()
 _installed = False
@@ -94,7 +94,9 @@ def take_denial() -> str:
 
 
 def _service_of(resp: Any) -> str:
-    return str(type(resp).__module__.split(".")[1])
+    """moto.<service>.responses, or what a response of the sandbox's own names
+    (sandbox/pricing.py)."""
+    return str(getattr(resp, "iam_service", "") or type(resp).__module__.split(".")[1])
 
 
 # --- principals ----------------------------------------------------------------------------
@@ -199,6 +201,8 @@ def _checks(resp: Any, service: str, action: str) -> list[Check]:
 
         contexts = Ec2Contexts(ec2_backends[account][region], iam, region, account)
         return [Check(c) for c in contexts.contexts(action, resp.querystring)]
+    if service == "pricing":
+        return iam_services.pricing_checks(action)
     if service in JSON_SERVICES:
         body = resp.body if isinstance(resp.body, dict) else json.loads(resp.body or "{}")
         if service == "ssm":

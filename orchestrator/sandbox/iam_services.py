@@ -1,6 +1,6 @@
-"""What AWS authorizes for SSM, KMS, DynamoDB, IAM and STS calls, as checks: a request
-context (iam_policy.RequestContext) and, where AWS also reads one, the resource's own
-policy (a KMS key policy, a role's trust policy).
+"""What AWS authorizes for SSM, KMS, DynamoDB, IAM, STS and Pricing calls, as checks: a
+request context (iam_policy.RequestContext) and, where AWS also reads one, the resource's
+own policy (a KMS key policy, a role's trust policy).
 
 SSM SecureString parameters are encrypted with KMS on the caller's behalf: PutParameter
 needs kms:Encrypt and GetParameter(s) WithDecryption kms:Decrypt on the parameter's key,
@@ -272,3 +272,8 @@ def sts_checks(action: str, q: Mapping[str, Sequence[str]], iam: Any) -> list[Ch
             trust = {"Statement": []}
         return [Check(RequestContext.make("sts:AssumeRole", arn), trust)]
     return [Check(RequestContext.make(f"sts:{action}", None))]
+
+
+def pricing_checks(action: str) -> list[Check]:
+    """The Price List API has no resource-level permissions: `pricing:<Action>` on "*"."""
+    return [Check(RequestContext.make(f"pricing:{action}", "*"))]

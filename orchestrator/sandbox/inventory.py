@@ -64,9 +64,8 @@ def write(settings: SandboxSettings, creds: dict[str, str]) -> Path:
         "htcondor_repo_suite": "trixie",
         "htcondor_repo_components": ["main"],
         "htcondor_enable_kernel_tuning": False,
-        # Every sandbox host sees this machine's cores and memory; a worker offers what
-        # the sandbox's instance shape says (orchestrator/sandbox/pool.py).
-        "htcondor_worker_extra_config": {"NUM_CPUS": 2, "MEMORY": 4096},
+        # No NUM_CPUS or MEMORY here: each host's "hardware" is its instance type's
+        # (orchestrator/sandbox/hardware.py), written by the sandbox, not by the roles.
         # A sandbox pool negotiates every few seconds (production keeps the roles' pace).
         "htcondor_master_negotiator_interval": 5,
         "htcondor_master_negotiator_min_interval": 1,

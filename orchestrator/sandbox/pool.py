@@ -22,16 +22,19 @@ from orchestrator.provision import REPO_ROOT, run_playbook
 from orchestrator.vocabulary import LaunchedBy, Role
 
 Progress = Callable[[str], None]
-# What a sandbox host offers HTCondor is the machine's own cores; the worker role caps it
-# (see sandbox_group_vars) so the policy's shape and the startd agree.
+# The instance type's nominal vCPUs and memory, as DescribeInstanceTypes gives them. A
+# sandbox worker of this type advertises these vCPUs and the memory less what the kernel
+# keeps (orchestrator/sandbox/hardware.py), as an EC2 instance would.
 SANDBOX_SHAPE = InstanceShape(name="t3.medium", cpus=2, memory_mb=4096, price_per_hour=0.0416)
 
 
 def sandbox_config(state: dict[str, Any], pool: str = "htcpool",
                    **autoscaler: Any) -> Config:
     """The Config a user would write to point htcpool at this sandbox."""
+    # The shapes come from the sandbox's EC2 (DescribeInstanceTypes, the Pricing API), as
+    # on AWS: the instance types are named, not described.
     settings = {"interval_s": 5.0, "idle_timeout_s": 20.0, "join_timeout_s": 180.0,
-                "max_workers": 6, "shapes": (SANDBOX_SHAPE,), **autoscaler}
+                "max_workers": 6, "instance_types": (SANDBOX_SHAPE.name,), **autoscaler}
     return Config(pool=pool, region=state["region"], endpoint_url=state["endpoint_url"],
                   condor=CondorSettings(transport="ssm", ssm_timeout_s=60),
                   worker=WorkerSettings(instance_type=SANDBOX_SHAPE.name),
@@ -42,7 +45,8 @@ def config_toml(config: Config) -> str:
     """The same settings as a config file (for `--keep` and the CLI in tests). Values are
     JSON scalars and arrays, which TOML reads the same way; unset ones are left out."""
     a = config.autoscaler.model_dump(mode="json")
-    shapes = a.pop("shapes")
+    shapes = a.pop("shapes") if "shapes" in config.autoscaler.model_fields_set else []
+    a.pop("shapes", None)
     lines = [f'pool = "{config.pool}"', f'region = "{config.region}"',
              f'endpoint_url = "{config.endpoint_url}"', "", "[aws]"]
     lines += [f"{key} = {json.dumps(value)}"
@@ -50,12 +54,20 @@ def config_toml(config: Config) -> str:
     lines += ["", "[condor]",
              f'transport = "{config.condor.transport}"', "", "[worker]",
              f'instance_type = "{config.worker.instance_type}"', "", "[autoscaler]"]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in a.items() if value is not None]
+    lines += [f"{key} = {_toml(value)}" for key, value in a.items() if value is not None]
     for shape in shapes:
         lines += ["", "[[autoscaler.shapes]]"]
         lines += [f"{key} = {json.dumps(value)}" for key, value in shape.items()
                   if value is not None]
     return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    """A JSON scalar or array as it is (TOML reads them alike); a table inline."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()
+                               if v is not None) + "}"
+    return json.dumps(value)
 
 
 def manager_autoscaler_vars(state: dict[str, Any], config: Config,
@@ -71,7 +83,8 @@ def manager_autoscaler_vars(state: dict[str, Any], config: Config,
         "htcondor_master_autoscaler_region": state["region"],
         "htcondor_master_autoscaler_worker": {"instance_type": config.worker.instance_type},
         "htcondor_master_autoscaler_settings": a.model_dump(mode="json", exclude={"shapes"}),
-        "htcondor_master_autoscaler_shapes": [s.model_dump(mode="json") for s in a.shapes],
+        "htcondor_master_autoscaler_shapes": [s.model_dump(mode="json") for s in a.shapes]
+        if "shapes" in a.model_fields_set else [],
     }
 
 

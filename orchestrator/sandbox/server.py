@@ -61,7 +61,7 @@ def serve(settings: SandboxSettings) -> int:
     )
     from werkzeug.serving import make_server
 
-    from orchestrator.sandbox import iam_enforce, inventory, moto_fixes, patches
+    from orchestrator.sandbox import iam_enforce, inventory, moto_fixes, patches, pricing
     from orchestrator.sandbox.emulator import Emulator
     from orchestrator.sandbox.hosts import ensure_bridge, ip
     from orchestrator.sandbox.http import Front
@@ -75,6 +75,7 @@ def serve(settings: SandboxSettings) -> int:
     ensure_bridge(settings)
     _patch_default_vpc(settings.vpc_cidr)
     moto_fixes.apply()
+    pricing.install()  # the Pricing API, spot prices, instance types per region
     emu = Emulator(settings, image.rootfs, pubkey)
     patches.install(emu)
     # IAM as on AWS: the sandbox's own admin, the pool's operator with the shipped policy,

@@ -5,6 +5,10 @@ negotiator and the autoscaler, so a quiet week costs nothing. The autoscaler is 
 only at ticks where something changed since its last empty plan, or an idle timer came
 due: the policy is a pure function of what it sees and of `now` through its timeouts, so
 skipped ticks would have planned nothing.
+
+Jobs go only onto workers that advertise enough for them (sim/pool.py). A job that no
+worker the setting can launch advertises enough for stays idle: the planner reports it
+unschedulable, and the run ends when the last job that can run has ended.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class RunResult:
     plan_calls: int
     # (bin start, mean cores asked, mean worker cores), time-weighted over each bin
     samples: list[tuple[float, float, float]] = field(default_factory=list)
+    # Jobs that never ran and that the planner reported unschedulable (no shape offers
+    # what they ask), and those no worker of the setting advertises enough for.
+    unschedulable: int = 0
+    unfit: int = 0
 
 
 class Simulation:
@@ -79,6 +87,19 @@ class Simulation:
             self.record.append((obs, now, plan))
         return plan
 
+    def _fits(self, cpus: list[int], mem: list[int]) -> list[bool]:
+        """Per job: whether some worker this setting can have advertises enough for it
+        (its static or fixed shape, else any shape)."""
+        if self.static is not None:
+            shapes = [self.static[0]]
+        else:
+            fixed = self.cfg.shape(self.cfg.fixed_shape) if (
+                self.cfg.fixed_shape and self.cfg.policy != "binpack") else None
+            shapes = [fixed] if fixed is not None else list(self.cfg.shapes)
+        offers = {(o.cpus, o.memory_mb) for o in map(self.pool.offer, shapes)}
+        return [any(c <= oc and m <= om for oc, om in offers) for c, m in zip(cpus, mem,
+                                                                           strict=True)]
+
     def _push_timers(self, timers: list[tuple[float, int, float]], w: int, now: float
                      ) -> None:
         """Wake the policy when worker w, unclaimed from now, reaches a timeout."""
@@ -92,6 +113,9 @@ class Simulation:
         submit, runtime = tr.submit.tolist(), tr.run.tolist()
         cpus, mem = tr.cpus.tolist(), tr.memory_mb.tolist()
         start = [math.nan] * n
+        fits = self._fits(cpus, mem)
+        stuck_n = 0  # arrived jobs no worker can take: they stay idle
+        unsched_keys: set[tuple[int, int]] = set()  # requests the planner reported
         queue = JobQueue(submit)
         delay = self.timers.launch_delay_s
         window = self.timers.arrival_window_s
@@ -186,6 +210,7 @@ class Simulation:
             while i < n and submit[i] <= now:
                 queue.push((cpus[i], mem[i]), i)
                 idle_n += 1
+                stuck_n += not fits[i]
                 idle_cores += cpus[i]
                 i += 1
                 match_dirty = as_dirty = True
@@ -217,6 +242,8 @@ class Simulation:
                 window_due = next_change(recent, self.cfg, now)
                 plan_calls += 1
                 last_as = now
+                for u in plan.unschedulable:
+                    unsched_keys.add((u.request_cpus, u.request_memory_mb))
                 as_dirty = not plan.is_empty
                 while timers and timers[0][0] <= now:
                     heapq.heappop(timers)
@@ -231,10 +258,14 @@ class Simulation:
                                 area_w / (now - bin_start)))
                 bin_start, area_d, area_w = now, 0.0, 0.0
             demand_level, worker_level = idle_cores + running_cores, pool.active_cores
-            if i >= n and idle_n == 0 and running_n == 0:
-                break
+            if i >= n and idle_n == stuck_n and running_n == 0 and (
+                    not stuck_n or self.static is not None or last_as >= submit[-1]):
+                break  # what is left idle can never run (and the planner has seen it)
         pool.finish(t)
+        never = [j for j in range(n) if start[j] != start[j]]  # NaN: never started
+        unsched = sum((cpus[j], mem[j]) in unsched_keys for j in never)
         if t > bin_start:
             samples.append((bin_start, area_d / (t - bin_start), area_w / (t - bin_start)))
         return RunResult(np.asarray(start, dtype=np.float64), t, pool.paid_s, pool.paid_core_s,
-                         pool.cost, pool.launches, pool.terminations, plan_calls, samples)
+                         pool.cost, pool.launches, pool.terminations, plan_calls, samples,
+                         unsched, n - sum(fits))

@@ -46,6 +46,8 @@ class Metrics:
     p95_over_bound_s: float
     cost_over_bound: float  # cost / bound
     utilization_gap: float  # bound - utilization
+    # Jobs that never ran because the planner found no shape that offers what they ask.
+    unschedulable: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -79,4 +81,5 @@ def measure(name: str, label: str, trace: Trace, result: RunResult, b: Bounds,
         name, label, len(trace), int((~started).sum()), _r(mean), _r(p50), _r(p95), _r(mx),
         _r(r.paid_s / 3600.0), _r(r.cost, 2), _r(util, 3), r.launches, r.terminations,
         r.plan_calls, _r(cpu_s, 2), _r(p95 - b.wait_s),
-        _r(r.cost / b.cost if b.cost else math.nan, 3), _r(b.utilization - util, 3))
+        _r(r.cost / b.cost if b.cost else math.nan, 3), _r(b.utilization - util, 3),
+        r.unschedulable)

@@ -2,6 +2,11 @@
 with one partitionable startd once booted. It is also the simulator's executor: it builds
 the Observation the policy sees and performs the Plan, as the live loop does with EC2 and
 HTCondor.
+
+A worker advertises what a real one of its type would (sim/hardware.py: nominal memory
+less the kernel's share), jobs are placed by that, and the Observation carries what the
+workers of each type that has joined advertised, as the live runtime learns it
+(runtime/capacity.py), so the planner sizes shapes the same way in both.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 
 from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
 from orchestrator.autoscaler.planner.model import (
+    Capacity,
     IdleJobs,
     Instance,
     Observation,
@@ -20,6 +26,7 @@ from orchestrator.autoscaler.planner.model import (
     Startd,
     Submitted,
 )
+from orchestrator.sim.hardware import advertised_memory_mb
 from orchestrator.vocabulary import TAG_POOL, TAG_ROLE, InstanceState
 
 POOL = "sim"
@@ -59,6 +66,10 @@ class SimPool:
         self.alive: dict[int, None] = {}  # booting or up, in launch order
         self.stopped: dict[int, None] = {}
         self.boots: list[tuple[float, int]] = []  # heap (ready time, worker)
+        # What a worker of each type advertises, and what the types that have joined at
+        # least once advertised (replaced, never changed in place: observations keep it).
+        self._offers: dict[str, Capacity] = {}
+        self.capacities: dict[str, Capacity] = {}
         self.paid_s = 0.0
         self.paid_core_s = 0.0
         self.cost = 0.0
@@ -72,8 +83,9 @@ class SimPool:
         self.shape.append(shape)
         self.state.append(BOOTING)
         self.launched.append(now)
-        self.free_cpus.append(shape.cpus)
-        self.free_mem.append(shape.memory_mb)
+        offer = self.offer(shape)
+        self.free_cpus.append(offer.cpus)
+        self.free_mem.append(offer.memory_mb)
         self.running.append(0)
         self.since.append(None)
         self.draining.append(False)
@@ -98,7 +110,21 @@ class SimPool:
         self.state[w] = UP
         self.since[w] = now
         self._inst[w] = self._sd[w] = None
+        name = self.shape[w].name
+        if name not in self.capacities:
+            self.capacities = {**self.capacities, name: self.offer(self.shape[w])}
         return True
+
+    def offer(self, shape: InstanceShape) -> Capacity:
+        """What a worker of `shape` advertises: its cores, its nominal memory less the
+        kernel's share, and GPUs only if the worker image drives them (no disk: the
+        simulator does not model it)."""
+        cap = self._offers.get(shape.name)
+        if cap is None:
+            cap = Capacity(shape.cpus, advertised_memory_mb(shape.memory_mb),
+                           shape.gpus if self.cfg.gpu_workers else 0)
+            self._offers[shape.name] = cap
+        return cap
 
     def _bill(self, w: int, now: float) -> None:
         s = max(now - self.launched[w], self.p.min_billing_s)
@@ -154,7 +180,7 @@ class SimPool:
     def startd(self, w: int) -> Startd:
         sd = self._sd[w]
         if sd is None:
-            s = self.shape[w]
+            s = self.offer(self.shape[w])
             sd = Startd(f"i-{w:07d}", s.cpus, self.free_cpus[w], s.memory_mb, self.free_mem[w],
                         s.gpus, s.gpus, self.running[w] > 0, self.since[w], self.draining[w])
             self._sd[w] = sd
@@ -168,7 +194,7 @@ class SimPool:
         insts += [self.instance(w) for w in self.stopped]
         sds = [self.startd(w) for w in self.alive if self.state[w] == UP]
         return Observation(POOL, tuple(insts), tuple(sds), idle, running_jobs, submitted,
-                           running_requests)
+                           running_requests, capacities=self.capacities)
 
     def apply(self, plan: Plan, now: float) -> None:
         """Perform a plan as the live executor does: replacements, undrains, starts,

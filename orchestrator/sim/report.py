@@ -24,7 +24,8 @@ def markdown(rep: TraceReport) -> str:
     dropped = ", ".join(f"{n:,} {why}" for why, n in rep.dropped.items()) or "none"
     lines = [
         f"**{rep.trace}**: {rep.jobs_simulated:,} jobs simulated of {rep.jobs_in_file:,} "
-        f"(dropped: {dropped}); span {rep.span_s / 86400:.1f} days; p95 demand "
+        f"(dropped: {dropped}; asking more than any shape's workers advertise, kept and "
+        f"never run: {rep.beyond_advertised:,}); span {rep.span_s / 86400:.1f} days; p95 demand "
         f"{rep.demand_p95_cores:.0f} cores. Bounds: wait {b.wait_s:.0f} s (cold start), "
         f"cost ${b.cost:,.2f} ({b.instance_hours:,.0f} instance-hours), utilization 1.0.",
         "",
@@ -32,7 +33,10 @@ def markdown(rep: TraceReport) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     for m in rep.metrics:
-        never = f" ({m.never_started} never ran)" if m.never_started else ""
+        never = f" ({m.never_started} never ran" if m.never_started else ""
+        if m.never_started:
+            never += (f", {m.unschedulable} of them reported unschedulable)"
+                      if m.unschedulable else ")")
         cells = [m.label + never, _fmt(m.wait_mean_s), _fmt(m.wait_p50_s), _fmt(m.wait_p95_s),
                  _fmt(m.wait_max_s), _fmt(m.instance_hours), f"{m.cost:,.2f}",
                  f"{m.utilization:.3f}", f"{m.launches:,}", f"{m.terminations:,}",

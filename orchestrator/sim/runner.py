@@ -13,6 +13,7 @@ from orchestrator.sim.metrics import Bounds, Metrics, bounds, measure
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.scenarios import (
     Scenario,
+    beyond_advertised,
     build_scenarios,
     demand_percentile,
     fixed_shape_for,
@@ -34,6 +35,8 @@ class TraceReport:
     metrics: list[Metrics]
     samples: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     wall_s: float = 0.0
+    # Jobs kept in the replay that no shape's workers advertise enough for.
+    beyond_advertised: int = 0
 
 
 def _run_one(args: tuple[Trace, Scenario, SimParams]) -> tuple[RunResult, float]:
@@ -67,4 +70,4 @@ def run_trace(path: str | Path, params: SimParams, names: list[str] | None = Non
         trace.name, raw.total_lines, len(trace), dict(trace.dropped), dict(trace.status),
         float(trace.submit[-1]), demand_percentile(trace, 95.0), b, metrics,
         {sc.name: s.samples for sc, (s, _) in zip(scenarios, outs, strict=True)},
-        time.monotonic() - t0)
+        time.monotonic() - t0, beyond_advertised(trace, base.shapes))

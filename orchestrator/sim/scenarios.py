@@ -6,9 +6,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from orchestrator.autoscaler.planner.config import AutoscalerConfig, InstanceShape
 from orchestrator.errors import ConfigError
+from orchestrator.sim.hardware import advertised_memory_mb
 from orchestrator.sim.pool import SimParams
 from orchestrator.sim.swf import Trace
 
@@ -21,18 +23,36 @@ class Scenario:
     static_workers: int = 0  # > 0: a static pool of config.fixed_shape, no autoscaler
 
 
-def schedulable(trace: Trace, shapes: tuple[InstanceShape, ...]) -> Trace:
-    """The trace without jobs larger than every shape (they are reported, not run)."""
+def _fitting(trace: Trace, shapes: tuple[InstanceShape, ...], advertised: bool
+             ) -> npt.NDArray[np.bool_]:
     fits = np.zeros(len(trace), dtype=bool)
     for s in shapes:
-        fits |= (trace.cpus <= s.cpus) & (trace.memory_mb <= s.memory_mb)
-    return trace.subset(fits, "larger than any instance shape")
+        mem = advertised_memory_mb(s.memory_mb) if advertised else s.memory_mb
+        fits |= (trace.cpus <= s.cpus) & (trace.memory_mb <= mem)
+    return fits
+
+
+def schedulable(trace: Trace, shapes: tuple[InstanceShape, ...]) -> Trace:
+    """The trace without jobs larger than every shape's nominal size (they are reported,
+    not run). Jobs that fit a shape's nominal memory but not what its workers advertise
+    stay: the planner reports them unschedulable and the run counts them."""
+    return trace.subset(_fitting(trace, shapes, False), "larger than any instance shape")
+
+
+def beyond_advertised(trace: Trace, shapes: tuple[InstanceShape, ...]) -> int:
+    """Jobs no shape's workers advertise enough for (they can never run)."""
+    return int((~_fitting(trace, shapes, True)).sum())
 
 
 def fixed_shape_for(trace: Trace, shapes: tuple[InstanceShape, ...]) -> InstanceShape:
-    """The one type a single-type policy needs: the cheapest that fits every job."""
-    c, m = int(trace.cpus.max()), int(trace.memory_mb.max())
-    fits = [s for s in shapes if s.cpus >= c and s.memory_mb >= m and s.gpus == 0]
+    """The one type a single-type policy needs: the cheapest whose workers advertise
+    enough for every job that any shape can run."""
+    runnable = _fitting(trace, shapes, True)
+    if not runnable.any():
+        return max(shapes, key=lambda s: (s.cpus, s.memory_mb))
+    c, m = int(trace.cpus[runnable].max()), int(trace.memory_mb[runnable].max())
+    fits = [s for s in shapes
+            if s.cpus >= c and advertised_memory_mb(s.memory_mb) >= m and s.gpus == 0]
     if not fits:
         fits = [max(shapes, key=lambda s: (s.cpus, s.memory_mb))]
     return min(fits, key=lambda s: (s.price_per_hour, s.cpus))

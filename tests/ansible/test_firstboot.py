@@ -23,6 +23,7 @@ from tests.support.ansible import ROLES
 
 SCRIPT = ROLES / "htcondor_worker" / "files" / "htcpool-worker-firstboot.py"
 INSTANCE_ID = "i-0abc1234def567890"
+INSTANCE_TYPE = "c6i.xlarge"
 
 
 def make_token(issuer: str) -> str:
@@ -60,6 +61,7 @@ class FakeImds(BaseHTTPRequestHandler):
             return
         values = {
             "/latest/meta-data/instance-id": INSTANCE_ID,
+            "/latest/meta-data/instance-type": INSTANCE_TYPE,
             "/latest/meta-data/placement/region": "us-east-1",
             **{f"/latest/meta-data/tags/instance/{k}": v for k, v in self.tags.items()},
         }
@@ -125,7 +127,8 @@ def test_first_boot_writes_token_and_pool_settings(tmp_path: Path, imds: str,
     assert "TRUST_DOMAIN = htcpool\n" in config
     assert f'EC2InstanceId = "{INSTANCE_ID}"\n' in config
     assert 'HtcpoolPool = "htcpool"\n' in config
-    assert "STARTD_ATTRS = $(STARTD_ATTRS) HtcpoolPool EC2InstanceId" in config
+    assert f'EC2InstanceType = "{INSTANCE_TYPE}"\n' in config
+    assert "STARTD_ATTRS = $(STARTD_ATTRS) HtcpoolPool EC2InstanceId EC2InstanceType\n" in config
     assert token not in proc.stdout + proc.stderr
     assert token.split(".")[2] not in config
 

@@ -84,3 +84,34 @@ def test_central_manager_keeps_the_signing_key(check_role: Any) -> None:
     for name in ("Publish the central manager's address in SSM Parameter Store.",
                  "Publish the workers' token in SSM Parameter Store (SecureString)."):
         assert run.task("rocky9", name)["status"] == "skipped"
+
+
+def test_gpu_driver_is_installed_only_when_enabled(check_role: Any) -> None:
+    live = {"htcondor_worker_token": SECRET, "htcondor_worker_condor_host": "cm"}
+    name = "Ensure the GPU driver packages are installed."
+    run = check_role("htcondor_worker", {"debian13": PLATFORMS["debian13"]}, live)
+    assert not [r for r in run.for_host("debian13") if r["name"].endswith(name)]
+    facts = {**PLATFORMS["debian13"], "kernel": "6.12.48+deb13-cloud-amd64"}
+    run = check_role("htcondor_worker", {"debian13": facts},
+                     {**live, "htcondor_worker_gpu_enabled": True})
+    install = run.task("debian13", name)
+    assert install["args"]["name"] == ["linux-headers-6.12.48+deb13-cloud-amd64",
+                                       "nvidia-driver", "nvidia-smi"]
+    config = run.task("debian13", "Ensure the worker's configuration is in place.")
+    assert config["status"] != "skipped"
+
+
+def test_gpu_without_a_driver_list_fails_with_the_reason(check_role: Any) -> None:
+    run = check_role("htcondor_worker", {"rocky9": PLATFORMS["rocky9"]}, {
+        "htcondor_worker_token": SECRET, "htcondor_worker_condor_host": "cm",
+        "htcondor_worker_gpu_enabled": True})
+    refused = run.task("rocky9", "Fail when no GPU driver package is known for this "
+                                 "distribution.")
+    assert refused["status"] == "failed"
+    assert "CUDA repository is out of this role's scope" in run.output
+    custom = check_role("htcondor_worker", {"rocky9": PLATFORMS["rocky9"]}, {
+        "htcondor_worker_token": SECRET, "htcondor_worker_condor_host": "cm",
+        "htcondor_worker_gpu_enabled": True,
+        "htcondor_worker_gpu_packages": ["nvidia-driver-cuda", "nvidia-driver"]})
+    install = custom.task("rocky9", "Ensure the GPU driver packages are installed.")
+    assert install["args"]["name"] == ["nvidia-driver-cuda", "nvidia-driver"]

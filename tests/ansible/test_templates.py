@@ -200,12 +200,36 @@ def test_worker_pool_membership_file() -> None:
     text = render_template("htcondor_worker", "90-htcpool-pool.conf.j2", role_vars("debian13", {
         "htcondor_worker_condor_host": "ip-198-18-0-4.ec2.internal",
         "htcondor_worker_instance_id": "i-0123456789abcdef0",
+        "htcondor_worker_instance_type": "c6i.xlarge",
     }))
     knobs = condor_config(text)
     assert knobs["CONDOR_HOST"] == "ip-198-18-0-4.ec2.internal"
     assert knobs["EC2INSTANCEID"] == '"i-0123456789abcdef0"'
+    assert knobs["EC2INSTANCETYPE"] == '"c6i.xlarge"'
     assert knobs["HTCPOOLPOOL"] == '"htcpool"'
-    assert entries(knobs["STARTD_ATTRS"])[-2:] == ["HtcpoolPool", "EC2InstanceId"]
+    assert entries(knobs["STARTD_ATTRS"]) == ["$(STARTD_ATTRS)", "HtcpoolPool", "EC2InstanceId",
+                                              "EC2InstanceType"]
+    assert text.endswith("EC2InstanceType\n")
+
+
+def test_worker_instance_attributes_come_from_the_inventory() -> None:
+    """The aws_ec2 inventory's instance_id and instance_type, and neither when absent."""
+    membership = {"htcondor_worker_condor_host": "cm"}
+    knobs = condor_config(render_template("htcondor_worker", "90-htcpool-pool.conf.j2", role_vars(
+        "debian13", {**membership, "instance_id": "i-0abc", "instance_type": "t3.large"})))
+    assert (knobs["EC2INSTANCEID"], knobs["EC2INSTANCETYPE"]) == ('"i-0abc"', '"t3.large"')
+    knobs = condor_config(render_template("htcondor_worker", "90-htcpool-pool.conf.j2",
+                                          role_vars("debian13", membership)))
+    assert "EC2INSTANCEID" not in knobs and "EC2INSTANCETYPE" not in knobs
+    assert entries(knobs["STARTD_ATTRS"]) == ["$(STARTD_ATTRS)", "HtcpoolPool"]
+
+
+def test_worker_sets_no_hardware_and_gpu_discovery_is_opt_in() -> None:
+    text, knobs = worker()
+    assert "NUM_CPUS" not in knobs and "MEMORY" not in knobs
+    assert "feature : GPUs" not in text
+    text, _ = worker(htcondor_worker_gpu_enabled=True)
+    assert "\nuse feature : GPUs\n" in text
 
 
 def test_first_boot_unit_runs_before_condor_and_once() -> None:

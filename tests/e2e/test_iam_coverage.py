@@ -92,6 +92,9 @@ NOT_EXERCISED_IN_SANDBOX: dict[str, str] = {
                             "a call only when an existing lease table's tags change",
     "iam:PutRolePermissionsBoundary": "aws_resources.yml on a role made before its boundary "
                                       "or a changed boundary; CreateRole sets a new role's",
+    # With autoscaler.spot on (aws/instance_types.py); tests/integration/test_shapes.py
+    # calls it against moto with the sandbox's pricing and IAM enforcement.
+    "ec2:DescribeSpotPriceHistory": "the autoscaler's shapes from EC2, with spot on",
 }
 
 # Called in a sandbox session only by the files below: the demo runs aws_resources.yml,
@@ -100,6 +103,8 @@ NOT_EXERCISED_IN_SANDBOX: dict[str, str] = {
 FULL_SESSION_FILES = ("tests/e2e/test_demo.py", "tests/e2e/test_autoscaler.py",
                       "tests/e2e/test_roles_molecule.py")
 FULL_SESSION_ONLY: dict[str, str] = {
+    "ec2:DescribeInstanceTypes": "the autoscaler's shapes from EC2 (instance_types)",
+    "pricing:GetProducts": "the autoscaler's shapes from EC2 (instance_types)",
     "sts:GetCallerIdentity": "aws_resources.yml (aws_caller_info)",
     "ec2:CreateSecurityGroup": "aws_resources.yml",
     "ec2:AuthorizeSecurityGroupIngress": "aws_resources.yml",

@@ -22,7 +22,7 @@ from typing import Any
 from tests.support.paths import REPO
 
 IAM = REPO / "iam"
-SERVICES = ("ec2", "ssm", "iam", "sts", "dynamodb", "kms")
+SERVICES = ("ec2", "ssm", "iam", "sts", "dynamodb", "kms", "pricing")
 
 # Both instance roles' inline policy for the SSM agent (iam/README.md); it replaced the AWS
 # managed AmazonSSMManagedInstanceCore, whose ssm:GetParameter(s) on "*" let any instance
@@ -361,7 +361,7 @@ def concrete(actions: Iterable[str]) -> Iterator[str]:
 
 LOG_SERVICES = {"AmazonSSM": "ssm", "ec2": "ec2", "iam": "iam", "sts": "sts",
                 "AWSIdentityManagementV20100508": "iam", "DynamoDB_20120810": "dynamodb",
-                "TrentService": "kms"}
+                "TrentService": "kms", "AWSPriceListService": "pricing"}
 
 
 def log_rows(calls: Iterable[Any]) -> list[tuple[str, str, str]]:

@@ -41,7 +41,7 @@ def test_booting_capacity_is_counted() -> None:
 
 
 def test_memory_heavy_jobs_go_to_memory_shape() -> None:
-    p = plan(obs(idle=[jobs(4, cpus=1, mem=8000)]), CFG, now=0.0)
+    p = plan(obs(idle=[jobs(4, cpus=1, mem=7000)]), CFG, now=0.0)
     assert launched(p) == {"r6i.large": 2}
 
 

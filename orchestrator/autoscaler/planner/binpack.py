@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
+from orchestrator.autoscaler.planner.capacity import effective_config, why_unschedulable
 from orchestrator.autoscaler.planner.classify import Pool, booting_shapes, classify, free_bins
 from orchestrator.autoscaler.planner.config import AutoscalerConfig
 from orchestrator.autoscaler.planner.forecast import forecast_spare, largest_request
@@ -33,6 +34,7 @@ from orchestrator.autoscaler.planner.packing import (
     fit_existing,
     groups_held_by,
     pack_new,
+    shape_disk,
 )
 from orchestrator.autoscaler.planner.scale_in import scale_in
 from orchestrator.autoscaler.planner.spare import cpus_of, spare_shapes, spare_target
@@ -52,7 +54,7 @@ def new_need(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfi
     and launch again every cycle while they boot. Jobs of ideal machines without a booting
     match then go first-fit onto the unmatched booting ones; the rest is launched.
     """
-    ideal, unsched = pack_new(_copy(left), cfg.shapes, min_cpus)
+    ideal, unsched = pack_new(_copy(left), cfg.shapes, min_cpus, cfg.spot)
     spare = Counter(i.instance_type for i in booting)
     unmatched: list[Bin] = []
     for b in ideal:
@@ -67,9 +69,10 @@ def new_need(left: list[JobGroup], booting: list[Instance], cfg: AutoscalerConfi
     for t, n in spare.items():
         shape = cfg.shape(t)
         if shape is not None:
-            bins += [Bin(t, shape.cpus, shape.memory_mb, shape.gpus) for _ in range(n)]
+            bins += [Bin(t, shape.cpus, shape.memory_mb, shape.gpus, shape=t,
+                         disk_mb=shape_disk(shape)) for _ in range(n)]
     fit_existing(rest, bins)
-    new_bins, _ = pack_new([g for g in rest if g.count > 0], cfg.shapes, min_cpus)
+    new_bins, _ = pack_new([g for g in rest if g.count > 0], cfg.shapes, min_cpus, cfg.spot)
     return new_bins, unsched
 
 
@@ -122,11 +125,30 @@ def _fewer_machines(left: list[JobGroup], booting: list[Instance], cfg: Autoscal
 
 
 def _copy(groups: list[JobGroup]) -> list[JobGroup]:
-    return [JobGroup(g.cpus, g.memory_mb, g.gpus, g.count, g.clusters) for g in groups]
+    return [g.like(g.count) for g in groups]
+
+
+def fallbacks(itype: str, cfg: AutoscalerConfig, groups: list[JobGroup]) -> tuple[str, ...]:
+    """Types to launch instead of `itype` when EC2 has no capacity for it: at least as
+    large (as their workers offer), of the same architecture, and matched by every job
+    that matches `itype`, so a substitute still runs what it was launched for. Cheapest
+    first."""
+    shape = cfg.shape(itype)
+    if shape is None:
+        return ()
+    limited = [g for g in groups if g.shapes is not None and itype in g.shapes]
+    out = sorted((s for s in cfg.shapes if s.name != itype and s.arch == shape.arch
+                  and s.cpus >= shape.cpus and s.memory_mb >= shape.memory_mb
+                  and s.gpus >= shape.gpus and s.disk_mb >= shape.disk_mb
+                  and all(g.runs_on(s.name) for g in limited)),
+                 key=lambda s: (s.price(cfg.spot), s.name))
+    return tuple(s.name for s in out)
 
 
 def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     notes: list[str] = []
+    # Shapes sized by what their workers offer, not by EC2's nominal numbers.
+    cfg = effective_config(cfg, obs.capacities)
     pool = classify(obs, cfg, now, notes)
     groups = aggregate(obs.idle_jobs, now - cfg.launch_delay_s if cfg.launch_delay_s else None)
     idle_total = sum(g.count for g in groups)
@@ -138,7 +160,8 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     # A worker claimed while our drain is on (a claim the startd took before it drained):
     # cancel the drain, or its jobs are evicted at MaxJobRetirementTime; its free
     # resources take jobs again.
-    claimed = [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus)
+    claimed = [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus,
+                   shape=i.instance_type, disk_mb=sd.free_disk_mb if sd.total_disk_mb else None)
                for i, sd in pool.joined if sd.draining and sd.claimed and sd.drained_by_us]
     for b in claimed:
         undrains.append(Undrain(b.owner, "claimed while draining: cancel the drain so its "
@@ -147,7 +170,8 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
     busy_owners |= fit_existing(groups, claimed)
     # An idle worker draining for scale-in that the queue needs again is cheaper to keep
     # than a new one: cancel its drain. It was unclaimed, so all of it is free.
-    draining = [Bin(i.instance_id, sd.total_cpus, sd.total_memory_mb, sd.total_gpus)
+    draining = [Bin(i.instance_id, sd.total_cpus, sd.total_memory_mb, sd.total_gpus,
+                    shape=i.instance_type, disk_mb=sd.total_disk_mb or None)
                 for i, sd in pool.joined if sd.draining and not sd.claimed]
     if draining and any(g.count for g in groups):
         cores = {b.owner: b.cpus for b in draining}
@@ -208,7 +232,7 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
         wanted += extra
         spare += sum(cpus_of(cfg, t) for t in extra)
     if active + len(wanted) < cfg.min_workers:
-        cheapest = min(cfg.shapes, key=lambda s: (s.price_per_hour, s.cpus))
+        cheapest = min(cfg.shapes, key=lambda s: (s.price(cfg.spot), s.cpus))
         gap = min(cfg.min_workers - active - len(wanted),
                   cfg.max_launch_per_cycle - len(wanted), headroom - len(wanted))
         wanted += [cheapest.name] * max(gap, 0)
@@ -220,7 +244,7 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
            f"({len(pool.booting)} booting)")
     if len(wanted) > allowed:
         why += f"; spare cores {spare} of target {target}, min_workers {cfg.min_workers}"
-    starts, launches = _starts_and_launches(wanted, pool, cfg, why)
+    starts, launches = _starts_and_launches(wanted, pool, cfg, why, groups)
 
     why_replaced = {i.instance_id: f"not joined {now - i.launch_time:.0f}s after launch "
                                    f"(join_timeout_s {cfg.join_timeout_s:.0f})"
@@ -237,7 +261,7 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
 
     unschedulable = tuple(
         Unschedulable(g.cpus, g.memory_mb, g.gpus, g.count, tuple(g.clusters),
-                      f"no shape offers {g.cpus} cpus, {g.memory_mb} MB, {g.gpus} gpus")
+                      why_unschedulable(g, cfg.shapes, cfg, obs.capacities), g.disk_mb)
         for g in unsched)
     extra_wanted = len(wanted) - allowed  # spare, min_workers, swaps
     desired = min(max(active + need + extra_wanted - len(removals), cfg.min_workers),
@@ -250,8 +274,8 @@ def plan_binpack(obs: Observation, cfg: AutoscalerConfig, now: float) -> Plan:
                 booting_workers=len(pool.booting), notes=tuple(notes))
 
 
-def _starts_and_launches(wanted: list[str], pool: Pool, cfg: AutoscalerConfig, why: str
-                         ) -> tuple[tuple[Start, ...], tuple[Launch, ...]]:
+def _starts_and_launches(wanted: list[str], pool: Pool, cfg: AutoscalerConfig, why: str,
+                         groups: list[JobGroup]) -> tuple[tuple[Start, ...], tuple[Launch, ...]]:
     counts = Counter(wanted)
     starts: list[Start] = []
     if cfg.warm_pool:
@@ -260,5 +284,6 @@ def _starts_and_launches(wanted: list[str], pool: Pool, cfg: AutoscalerConfig, w
                 counts[inst.instance_type] -= 1
                 starts.append(Start(inst.instance_id, inst.instance_type,
                                     f"warm start instead of a launch: {why}"))
-    launches = tuple(Launch(t, n, why) for t, n in counts.items() if n > 0)
+    launches = tuple(Launch(t, n, why, fallbacks(t, cfg, groups))
+                     for t, n in counts.items() if n > 0)
     return tuple(starts), launches

@@ -74,7 +74,8 @@ def classify(obs: Observation, cfg: AutoscalerConfig, now: float,
 
 def free_bins(pool: Pool) -> list[Bin]:
     """Free resources of joined workers that are not draining."""
-    return [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus)
+    return [Bin(i.instance_id, sd.free_cpus, sd.free_memory_mb, sd.free_gpus,
+                shape=i.instance_type, disk_mb=sd.free_disk_mb if sd.total_disk_mb else None)
             for i, sd in pool.joined if not sd.draining]
 
 

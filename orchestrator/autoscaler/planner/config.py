@@ -7,6 +7,8 @@ every number must be finite and within a range a pool can live with: a value suc
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Upper bounds: well past any real pool, small enough that sums and sleeps stay exact.
@@ -15,8 +17,16 @@ WEEK_S = 7 * DAY_S
 MAX_INSTANCES = 100_000
 
 
+Arch = Literal["x86_64", "arm64"]
+
+
 class InstanceShape(BaseModel):
-    """An instance type the autoscaler may launch, with what it offers and costs."""
+    """An instance type the autoscaler may launch, with what it offers and costs.
+
+    `cpus`, `memory_mb` and `gpus` are the type's nominal resources (EC2's
+    DescribeInstanceTypes); what a worker of the type advertises is less (the kernel keeps
+    some memory) and is learned from joined workers (planner/capacity.py). `disk_gb` is the
+    root volume a worker is launched with (0: the pool's root_volume_gb)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -25,6 +35,35 @@ class InstanceShape(BaseModel):
     memory_mb: int = Field(gt=0, le=64 * 1024 * 1024)
     gpus: int = Field(default=0, ge=0, le=64)
     price_per_hour: float = Field(gt=0, le=10_000)
+    arch: Arch = "x86_64"
+    disk_gb: int = Field(default=0, ge=0, le=65_536)
+    # The current spot price in the pool's region (DescribeSpotPriceHistory), when known:
+    # spot launches rank shapes by it.
+    spot_price_per_hour: float | None = Field(default=None, gt=0, le=10_000)
+    # What jobs may use of its disk, in MB, as the planner sizes it (planner/capacity.py
+    # sets it from the workers' TotalDisk, else the root volume less the image); 0 when
+    # disk is not planned.
+    disk_mb: int = Field(default=0, ge=0, le=2**40)
+
+    def price(self, spot: bool) -> float:
+        """What an hour of it costs in the market the pool launches in."""
+        return self.spot_price_per_hour if spot and self.spot_price_per_hour else \
+            self.price_per_hour
+
+
+class ShapeFilter(BaseModel):
+    """Which of the named instance types (and families) EC2 offers are shapes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    min_cpus: int = Field(default=1, ge=1, le=4096)
+    max_cpus: int = Field(default=4096, ge=1, le=4096)
+    min_memory_mb: int = Field(default=0, ge=0, le=64 * 1024 * 1024)
+    max_memory_mb: int = Field(default=64 * 1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    # Types with GPUs are left out unless this allows them.
+    max_gpus: int = Field(default=64, ge=0, le=64)
+    architectures: tuple[Arch, ...] = ("x86_64",)
+    max_price_per_hour: float = Field(default=100.0, gt=0, le=10_000)
 
 
 # On-demand us-east-1 Linux prices (2024): compute-optimised for CPU jobs, memory-optimised
@@ -94,7 +133,33 @@ class AutoscalerConfig(BaseModel):
     # interrupted worker's jobs go back to the queue (HTCondor reruns them) and are
     # launched for again; stopped spot instances cannot be restarted, so no warm pool.
     spot: bool = False
+    # The instance types (or families: "c6i", "r6i.*") the autoscaler may launch, and the
+    # filter over them: their resources come from EC2's DescribeInstanceTypes and their
+    # prices from the Pricing API (spot prices from DescribeSpotPriceHistory with spot on),
+    # for the pool's region, refreshed every shapes_refresh_s. `shapes`, when set
+    # explicitly, is used as it is instead (offline use, the simulator, the tests).
+    instance_types: tuple[str, ...] = tuple(s.name for s in DEFAULT_SHAPES)
+    shape_filter: ShapeFilter = ShapeFilter()
+    shapes_refresh_s: float = Field(default=DAY_S, ge=60, le=WEEK_S)
     shapes: tuple[InstanceShape, ...] = DEFAULT_SHAPES
+    # Before a worker of a type has joined, plan with its nominal memory less this reserve
+    # (the kernel and firmware keep some: a 4 GiB instance offers about 3.8 GiB); once
+    # one has, with what its startd advertises.
+    memory_reserve_mb: int = Field(default=160, ge=0, le=1024 * 1024)
+    memory_reserve_fraction: float = Field(default=0.04, ge=0, lt=1)
+    # Root volume of a worker (GiB) for shapes without disk_gb, and how much of it the
+    # image's own files take before the first of a type has joined.
+    root_volume_gb: int = Field(default=30, ge=1, le=65_536)
+    disk_reserve_gb: int = Field(default=4, ge=0, le=65_536)
+    # The worker image installs a GPU driver and enables HTCondor's GPU discovery
+    # (htcondor_worker_gpu_enabled). Without it a GPU type's workers advertise no GPU, so
+    # GPU shapes offer none and GPU jobs are reported unschedulable, not launched for.
+    gpu_workers: bool = False
+    # What the worker image advertises beyond its resources, for matching jobs'
+    # Requirements before a worker of a shape exists: its custom startd attributes
+    # ({name: ClassAd expression}, as htcondor_worker_startd_attrs) and its START.
+    machine_attrs: tuple[tuple[str, str], ...] = ()
+    start: str = Field(default="TRUE", min_length=1, max_length=4096)
     # The one instance type the naive and parallelcluster policies launch (None: the
     # cheapest shape that fits the largest idle job). Ignored by "binpack".
     fixed_shape: str | None = None
@@ -106,6 +171,22 @@ class AutoscalerConfig(BaseModel):
 
         if value not in STRATEGIES:
             raise ValueError(f"unknown policy (choose from {', '.join(sorted(STRATEGIES))})")
+        return value
+
+    @field_validator("machine_attrs", mode="before")
+    @classmethod
+    def _attrs_as_pairs(cls, value: object) -> object:
+        """A TOML table ({name: expression}) kept as sorted pairs, so the config hashes."""
+        if isinstance(value, dict):
+            return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+        return value
+
+    @field_validator("machine_attrs")
+    @classmethod
+    def _attr_names(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for name, _ in value:  # ClassAd attribute names: ASCII identifiers
+            if not (name.isascii() and name.isidentifier() and len(name) <= 100):
+                raise ValueError(f"{name!r} is not a ClassAd attribute name")
         return value
 
     @model_validator(mode="after")

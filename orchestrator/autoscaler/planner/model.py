@@ -83,11 +83,28 @@ class Startd:
     unclaimed_since: float | None = None
     draining: bool = False
     drained_by_us: bool = False
+    total_disk_mb: int = 0  # 0: not known (disk is then not planned on it)
+    free_disk_mb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What a worker of one instance type offers: what its startd advertises (TotalCpus,
+    TotalMemory, TotalGpus, TotalDisk), learned from joined workers."""
+
+    cpus: int
+    memory_mb: int
+    gpus: int = 0
+    disk_mb: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class IdleJobs:
-    """Idle jobs with one resource request (one autocluster, or one job if count=1)."""
+    """Idle jobs with one resource request (one autocluster, or one job if count=1).
+
+    `shapes` names the shapes whose machine ad matches the jobs' Requirements (and whose
+    START accepts them), by HTCondor's own ClassAd matching; None when not matched (any
+    shape with the resources will do)."""
 
     request_cpus: int
     request_memory_mb: int
@@ -95,6 +112,11 @@ class IdleJobs:
     count: int = 1
     cluster: int | None = None
     qdate: float | None = None
+    request_disk_mb: int = 0
+    shapes: frozenset[str] | None = None
+    # The jobs' Requirements expression (text), for the runtime's matching; the policy
+    # reads only `shapes`.
+    requirements: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +149,9 @@ class Observation:
     # Schedds that did not answer this pass: their jobs may be running anywhere, so as
     # with unmapped running jobs no instance without a startd ad is replaced meanwhile.
     silent_schedds: tuple[str, ...] = ()
+    # What workers of each instance type were seen to offer (runtime/capacity memory):
+    # the planner sizes shapes by it, and by nominal less the reserve for the others.
+    capacities: Mapping[str, Capacity] = field(default_factory=dict)
 
     @property
     def jobs_may_be_unseen(self) -> bool:
@@ -142,6 +167,9 @@ class Launch:
     instance_type: str
     count: int
     reason: str
+    # Types to try instead, in order, when EC2 has no capacity for this one: each runs
+    # whatever it was launched for (planner/binpack.fallbacks).
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +230,7 @@ class Unschedulable:
     count: int
     clusters: tuple[int, ...]
     reason: str
+    request_disk_mb: int = 0
 
 
 Action = Launch | Start | Undrain | Drain | Removal | Replacement

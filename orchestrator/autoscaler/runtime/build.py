@@ -12,7 +12,9 @@ from orchestrator.autoscaler.runtime.executor import LaunchSpec
 from orchestrator.autoscaler.runtime.lease import Lease
 from orchestrator.autoscaler.runtime.loop import Autoscaler
 from orchestrator.autoscaler.runtime.metrics import AutoscalerMetrics
+from orchestrator.aws.capacity_store import DynamoCapacityStore
 from orchestrator.aws.ec2 import Cloud
+from orchestrator.aws.instance_types import resolve_shapes
 from orchestrator.condor.factory import pool_source_for
 from orchestrator.condor.source import PoolSource
 from orchestrator.config import Config
@@ -25,8 +27,11 @@ def launch_spec_source(cloud: Cloud, config: Config) -> Callable[[], LaunchSpec]
 
     def spec() -> LaunchSpec:
         if not cache:
+            image = cloud.newest_worker_image()
             cache.append(LaunchSpec(
-                image_id=cloud.newest_worker_image().id, subnets=cloud.worker_subnets(),
+                image_id=image.id, root_device=image.root_device,
+                root_volume_gb=image.root_volume_gb,
+                subnets=cloud.worker_subnets(),
                 security_groups=cloud.worker_security_groups(),
                 instance_profile=config.worker_instance_profile,
                 key_name=config.worker.key_name))
@@ -40,11 +45,14 @@ def build_autoscaler(config: Config, *, cloud: Cloud | None = None,
                      metrics: AutoscalerMetrics | None = None) -> Autoscaler:
     """The autoscaler for this configuration; `cloud` and `source` default to new ones."""
     cloud = cloud if cloud is not None else Cloud(config)
+    catalog = cloud.shape_catalog()
     chosen = cloud
     if source is None:
         source = pool_source_for(config, lambda: chosen, transport)
     return Autoscaler(cloud, source, config.autoscaler, launch_spec_source(cloud, config),
-                      metrics=metrics, emit=emit)
+                      metrics=metrics, emit=emit,
+                      capacity_store=DynamoCapacityStore(cloud.client("dynamodb"), cloud.pool),
+                      shapes=lambda cfg, now: resolve_shapes(catalog, cfg, now))
 
 
 def pool_lease(autoscaler: Autoscaler) -> Lease:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.autoscaler.planner.capacity import root_volume_gb
 from orchestrator.autoscaler.planner.config import AutoscalerConfig
 from orchestrator.autoscaler.planner.model import Plan, RemovalAction
 from orchestrator.autoscaler.runtime.lease import LeaseLost
@@ -44,6 +45,8 @@ class LaunchSpec:
     security_groups: Sequence[str]
     instance_profile: str
     key_name: str = ""
+    root_device: str = ""  # the image's RootDeviceName ("" keeps the image's volume)
+    root_volume_gb: int = 0  # the image's root snapshot size: volumes are at least this
 
 
 @dataclass
@@ -117,17 +120,19 @@ class Executor:
         if starts:
             self._step(out, "start", lambda: self._start([s.instance_id for s in starts],
                                                          [s.reason for s in starts], out))
-        wanted: dict[str, tuple[int, str]] = {}
+        wanted: dict[str, tuple[int, str, tuple[str, ...]]] = {}
         for launch in plan.launches:
-            count, why = wanted.get(launch.instance_type, (0, launch.reason))
-            wanted[launch.instance_type] = (count + launch.count, why)
+            count, why, _ = wanted.get(launch.instance_type, (0, launch.reason, ()))
+            wanted[launch.instance_type] = (count + launch.count, why, launch.fallbacks)
         for r in replacements:
             if r.instance_id not in out.replaced or not r.relaunch:
                 continue  # kept by the re-check, its termination failed, or not needed
-            count, _ = wanted.get(r.instance_type, (0, ""))
-            wanted[r.instance_type] = (count + 1, f"replacing {r.instance_id}: {r.reason}")
-        for itype, (count, why) in sorted(wanted.items()):
-            self._step(out, "launch", lambda t=itype, n=count, w=why: self._launch(  # type: ignore[misc]
+            count, why, alt = wanted.get(r.instance_type, (0, "", ()))
+            wanted[r.instance_type] = (count + 1, why or f"replacing {r.instance_id}: "
+                                       f"{r.reason}", alt)
+        for itype, (count, why, alt) in sorted(wanted.items()):
+            types = [itype, *alt] if alt else fallback_types(self.config, itype)
+            self._step(out, "launch", lambda t=types, n=count, w=why: self._launch(  # type: ignore[misc]
                 t, n, w, cycle, out))
         drains = [d for d in plan.drains if d.instance_id in ours]
         if drains:
@@ -214,14 +219,19 @@ class Executor:
         out.started += ids
         self.event("start", instances=ids, reason=reasons[0] if reasons else "")
 
-    def _launch(self, itype: str, count: int, why: str, cycle: str, out: Outcome) -> None:
+    def _launch(self, types: list[str], count: int, why: str, cycle: str, out: Outcome
+                ) -> None:
         spec = self.spec()
-        req = LaunchRequest(count=count, image_id=spec.image_id,
-                            instance_types=fallback_types(self.config, itype),
+        itype = types[0]
+        req = LaunchRequest(count=count, image_id=spec.image_id, instance_types=types,
                             subnets=list(spec.subnets), security_groups=list(spec.security_groups),
                             instance_profile=spec.instance_profile, key_name=spec.key_name,
                             client_token=f"htcpool-{cycle}-{itype}",
-                            launched_by=LaunchedBy.AUTOSCALER, spot=self.config.spot)
+                            launched_by=LaunchedBy.AUTOSCALER, spot=self.config.spot,
+                            root_device=spec.root_device,
+                            root_volume_gb={s.name: max(root_volume_gb(s, self.config),
+                                                        spec.root_volume_gb)
+                                            for s in self.config.shapes})
         try:
             launched = self.cloud.launch(req)
         except LaunchError as exc:  # some were launched before the error: they count

@@ -11,6 +11,7 @@ its jobs. Any exception in a pass is logged and counted, and the next pass comes
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -21,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.autoscaler.planner.capacity import effective_config
 from orchestrator.autoscaler.planner.config import AutoscalerConfig
 from orchestrator.autoscaler.planner.model import Plan
 from orchestrator.autoscaler.planner.strategies import plan as make_plan
 from orchestrator.autoscaler.runtime import observe as observing
+from orchestrator.autoscaler.runtime.capacity import CapacityStore, LearnedCapacities
 from orchestrator.autoscaler.runtime.executor import Executor, LaunchSpec, Outcome
 from orchestrator.autoscaler.runtime.lease import Lease, LeaseHeld
 from orchestrator.autoscaler.runtime.memory import Ec2Clock, KnownSchedds, RecentLaunches
@@ -33,6 +36,7 @@ from orchestrator.aws.ec2 import Cloud
 from orchestrator.aws.records import Ec2Instance
 from orchestrator.clock import wall
 from orchestrator.condor.actions import CondorActions
+from orchestrator.condor.matching import ShapeMatcher
 from orchestrator.condor.records import AUTOSCALER_CONSTRAINT, AUTOSCALER_JOB_ATTRS, Job
 from orchestrator.condor.source import PoolSource
 from orchestrator.errors import describe_exception
@@ -54,7 +58,10 @@ class Autoscaler:
     def __init__(self, cloud: Cloud, source: PoolSource, config: AutoscalerConfig,
                  spec: Callable[[], LaunchSpec], metrics: AutoscalerMetrics | None = None,
                  clock: Callable[[], float] = wall,
-                 emit: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 emit: Callable[[dict[str, Any]], None] | None = None,
+                 capacity_store: CapacityStore | None = None,
+                 shapes: Callable[[AutoscalerConfig, float], AutoscalerConfig] | None = None
+                 ) -> None:
         self.cloud = cloud
         self.source = source
         self.config = config
@@ -70,6 +77,12 @@ class Autoscaler:
         self.ec2_clock = Ec2Clock()
         self._foreign: set[str] = set()  # reported once each
         self._foreign_ads: set[tuple[str, str]] = set()
+        # The shapes (from EC2 when the config names instance types), what their workers
+        # really offer, and which of them each idle request matches.
+        self._shapes = shapes
+        self._base_config = config
+        self.capacities = LearnedCapacities(capacity_store, self.event)
+        self.matcher = ShapeMatcher()
 
     def event(self, kind: str, **fields: Any) -> None:
         record = {"ts": round(self.clock(), 3), "pool": self.pool, "event": kind, **fields}
@@ -141,6 +154,18 @@ class Autoscaler:
             self.metrics.errors.inc()
             self.event("skip", reason=f"cannot observe the pool, nothing done: {why}")
             return PassResult(None, None, None, skipped=why, events=self._events)
+        try:
+            self._refresh_shapes(now)
+        except Exception as exc:
+            why = describe_exception(exc)
+            self.metrics.errors.inc()
+            self.event("skip", reason=f"cannot resolve the instance shapes, nothing done: "
+                                      f"{why}")
+            return PassResult(None, None, None, skipped=why, events=self._events)
+        learned = self.capacities.update(observed.observation, persist=not dry_run)
+        observation = dataclasses.replace(observed.observation, capacities=learned)
+        observed.observation = self.matcher.annotate(
+            observation, effective_config(self.config, learned))
         plan = make_plan(observed.observation, self.config, now)
         self._record(plan, observed)
         outcome = None
@@ -155,6 +180,14 @@ class Autoscaler:
             outcome = self.executor.execute(plan, observed, cycle="bookkeeping", fence=fence)
         return PassResult(plan, observed, outcome, events=self._events)
 
+    def _refresh_shapes(self, now: float) -> None:
+        """The config with the shapes EC2 offers now (cached by the source)."""
+        if self._shapes is None:
+            return
+        config = self._shapes(self._base_config, now)
+        if config != self.config:
+            self.config = self.executor.config = config
+
     def _record(self, plan: Plan, observed: observing.Observed) -> None:
         m = self.metrics
         m.desired.set(plan.desired_workers)
@@ -163,6 +196,7 @@ class Autoscaler:
         m.draining.set(observed.draining)
         m.idle_jobs.set(observed.jobs_idle)
         m.running_jobs.set(observed.jobs_running)
+        m.unschedulable_jobs.set(sum(u.count for u in plan.unschedulable))
         self.event("plan", desired=plan.desired_workers, current=plan.current_workers,
                    booting=plan.booting_workers, idle_jobs=observed.jobs_idle,
                    running_jobs=observed.jobs_running,
@@ -172,6 +206,7 @@ class Autoscaler:
         for u in plan.unschedulable:
             self.event("unschedulable", count=u.count, request_cpus=u.request_cpus,
                        request_memory_mb=u.request_memory_mb, request_gpus=u.request_gpus,
+                       request_disk_mb=u.request_disk_mb, clusters=list(u.clusters),
                        reason=u.reason)
         for note in plan.notes:
             self.event("note", reason=note)

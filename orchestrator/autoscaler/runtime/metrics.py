@@ -22,6 +22,8 @@ class AutoscalerMetrics:
         self.draining = g("draining_workers", "Workers draining before removal")
         self.idle_jobs = g("idle_jobs", "Idle jobs in the queue")
         self.running_jobs = g("running_jobs", "Running jobs")
+        self.unschedulable_jobs = g("unschedulable_jobs",
+                                    "Idle jobs no shape can run (never launched for)")
         self.silent_schedds = g("silent_schedds", "Schedds whose queue could not be read")
         self.lease_held = g("lease_held", "1 while this autoscaler holds the pool's lease")
         self.last_pass = g("last_pass_timestamp_seconds", "When the last pass completed")

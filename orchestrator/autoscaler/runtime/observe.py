@@ -104,12 +104,14 @@ def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], n
         total_cpus = sum(s.cpus for s in group)
         total_mem = sum(s.memory_mb for s in group)
         total_gpus = sum(s.gpus for s in group)
+        total_disk = sum(s.disk_kb for s in group) // 1024
         # What no claim holds (a draining machine's too: the planner decides whether a
         # drain is cancelled and the resources used again).
         free = [s for s in group if not s.claimed]
         free_cpus = sum(s.cpus for s in free)
         free_mem = sum(s.memory_mb for s in free)
         free_gpus = sum(s.gpus for s in free)
+        free_disk = sum(s.disk_kb for s in free) // 1024
         machines[iid] = group[0].machine
         instance_tags = tags.get(iid, {})
         if not draining and TAG_DRAINED in instance_tags:
@@ -131,24 +133,28 @@ def startds_from_slots(slots: Iterable[Slot], tags: dict[str, dict[str, str]], n
                               total_memory_mb=total_mem, free_memory_mb=free_mem,
                               total_gpus=total_gpus, free_gpus=free_gpus, claimed=claimed,
                               unclaimed_since=since, draining=draining,
-                              drained_by_us=draining and ours))
+                              drained_by_us=draining and ours, total_disk_mb=total_disk,
+                              free_disk_mb=free_disk))
     return startds, machines, changes
 
 
 def idle_groups(jobs: Iterable[Job]) -> list[IdleJobs]:
-    """Idle jobs grouped by (request, cluster): 10,000 jobs become a handful of groups."""
-    groups: dict[tuple[int, int, int, int], list[Job]] = defaultdict(list)
+    """Idle jobs grouped by (request, Requirements, cluster): 10,000 jobs become a handful
+    of groups."""
+    groups: dict[tuple[int, int, int, int, str, int], list[Job]] = defaultdict(list)
     for job in jobs:
         if job.status == JobStatus.IDLE:
             key = (max(job.request_cpus, 1), max(job.request_memory_mb, 0),
-                   max(job.request_gpus, 0), job.cluster)
+                   max(job.request_gpus, 0), max(job.request_disk_mb, 0),
+                   job.requirements or "", job.cluster)
             groups[key].append(job)
     out = []
-    for (cpus, mem, gpus, cluster), members in sorted(groups.items()):
+    for (cpus, mem, gpus, disk, req, cluster), members in sorted(groups.items()):
         qdates = [j.qdate for j in members if j.qdate is not None]
         out.append(IdleJobs(request_cpus=cpus, request_memory_mb=mem, request_gpus=gpus,
                             count=sum(j.count for j in members), cluster=cluster,
-                            qdate=float(min(qdates)) if qdates else None))
+                            qdate=float(min(qdates)) if qdates else None,
+                            request_disk_mb=disk, requirements=req or None))
     return out
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """htcpool worker first boot: join the pool named by this instance's tags.
 
-Reads the instance id, region and `htcpool:pool` tag from IMDSv2, the pool's
-CONDOR_HOST and worker token from SSM Parameter Store
+Reads the instance id and type, region and `htcpool:pool` tag from IMDSv2, the
+pool's CONDOR_HOST and worker token from SSM Parameter Store
 (/htcpool/<pool>/condor_host, /htcpool/<pool>/worker_token), then writes the
-token into the tokens directory and the pool settings into a config.d file.
+token into the tokens directory and the pool settings (with the startd attributes
+HtcpoolPool, EC2InstanceId and EC2InstanceType) into a config.d file.
 condor.service requires this unit, so condor starts only once both are in place.
 
 With --refresh (a daily timer), it fetches the token again and replaces the file if the
@@ -97,19 +98,20 @@ def write_atomic(path: str, content: str, mode: int) -> None:
         raise
 
 
-def pool_config(condor_host: str, pool: str, instance_id: str, issuer: str | None) -> str:
+def pool_config(condor_host: str, pool: str, instance_id: str, issuer: str | None,
+                instance_type: str | None = None) -> str:
     lines = [
         "# Written by htcpool-worker-firstboot from IMDS and SSM Parameter Store.",
         f"CONDOR_HOST = {condor_host}",
     ]
     if issuer:
         lines.append(f"TRUST_DOMAIN = {issuer}")
-    lines += [
-        f'HtcpoolPool = "{pool}"',
-        f'EC2InstanceId = "{instance_id}"',
-        "STARTD_ATTRS = $(STARTD_ATTRS) HtcpoolPool EC2InstanceId",
-        "",
-    ]
+    attrs = ["HtcpoolPool", "EC2InstanceId"]
+    lines += [f'HtcpoolPool = "{pool}"', f'EC2InstanceId = "{instance_id}"']
+    if instance_type:
+        attrs.append("EC2InstanceType")
+        lines.append(f'EC2InstanceType = "{instance_type}"')
+    lines += ["STARTD_ATTRS = $(STARTD_ATTRS) " + " ".join(attrs), ""]
     return "\n".join(lines)
 
 
@@ -140,6 +142,7 @@ def fetch_once(env: dict[str, str]) -> tuple[str, str]:
     instance_id = imds.get("meta-data/instance-id")
     if not instance_id:
         raise RuntimeError("IMDS returned no instance id")
+    instance_type = imds.get("meta-data/instance-type")
     region = env.get("HTCPOOL_REGION") or imds.get("meta-data/placement/region")
     pool = imds.get("meta-data/tags/instance/htcpool:pool") or env.get(
         "HTCPOOL_DEFAULT_POOL", "htcpool"
@@ -156,7 +159,7 @@ def fetch_once(env: dict[str, str]) -> tuple[str, str]:
     condor_host = values[names[0]].strip()
     token = values[names[1]].strip()
     issuer = token_issuer(token)
-    return pool_config(condor_host, pool, instance_id, issuer), token + "\n"
+    return pool_config(condor_host, pool, instance_id, issuer, instance_type), token + "\n"
 
 
 def main() -> int:
