@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from orchestrator.autoscaler.planner.model import Capacity
@@ -38,8 +39,6 @@ class DynamoCapacityStore:
         return out
 
     def save(self, capacities: Mapping[str, Capacity]) -> None:
-        data = {t: {"cpus": c.cpus, "memory_mb": c.memory_mb, "gpus": c.gpus,
-                    "disk_mb": c.disk_mb}
-                for t, c in sorted(capacities.items())[:MAX_TYPES]}
+        data = {t: asdict(c) for t, c in sorted(capacities.items())[:MAX_TYPES]}
         self.db.put_item(TableName=self.table, Item={
             **self.key, "capacities": {"S": json.dumps(data, sort_keys=True)}})

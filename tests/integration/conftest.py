@@ -17,6 +17,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.support.cli import isolate_aws_env
+
 POOL = "testpool"
 REGION = "us-east-1"
 
@@ -89,21 +91,7 @@ def aws(moto_endpoint: str, seed_clients: dict[str, Any], monkeypatch: pytest.Mo
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset",
                                                   method="POST")).read()
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "HTCPOOL_CONFIG", "HTCPOOL_POOL",
-                "HTCPOOL_TRANSPORT", "HTCPOOL_DEBUG", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("HTCPOOL_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("HTCPOOL_REGION", REGION)
-    monkeypatch.setenv("HTCPOOL_POOL", POOL)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    from orchestrator.cli import common
-
-    common._CLOUDS.clear()
+    isolate_aws_env(monkeypatch, tmp_path, moto_endpoint, REGION, POOL)
 
     ec2, ssm, iam = seed_clients["ec2"], seed_clients["ssm"], seed_clients["iam"]
     for profile in (f"htcpool-{POOL}-instance", f"htcpool-{POOL}-central-manager"):

@@ -21,6 +21,7 @@ from orchestrator.aws.instance_types import resolve_shapes
 from orchestrator.config import Config
 from orchestrator.errors import ConfigError, NotFoundError
 from orchestrator.sandbox import prices
+from tests.support.cli import isolate_aws_env
 
 REGION = "eu-west-1"
 
@@ -28,22 +29,10 @@ REGION = "eu-west-1"
 @pytest.fixture()
 def env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> str:
     """The tests' moto server with the sandbox's pricing, and an environment for the CLI."""
-    from orchestrator.cli import common
     from orchestrator.sandbox import pricing
 
     pricing.install()
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "HTCPOOL_CONFIG", "HTCPOOL_DEBUG",
-                "AWS_ENDPOINT_URL", "HTCPOOL_POOL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("HTCPOOL_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("HTCPOOL_REGION", REGION)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    common._CLOUDS.clear()
+    isolate_aws_env(monkeypatch, tmp_path, moto_endpoint, REGION)
     return moto_endpoint
 
 

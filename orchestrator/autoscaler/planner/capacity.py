@@ -61,21 +61,12 @@ def _effective(cfg: AutoscalerConfig, known: frozenset[tuple[str, Capacity]]
     return cfg.model_copy(update={"shapes": shapes})
 
 
-def request_text(g: JobGroup) -> str:
-    parts = [f"{g.cpus} cpus", f"{g.memory_mb} MB"]
-    if g.gpus:
-        parts.append(f"{g.gpus} gpus")
-    if g.disk_mb:
-        parts.append(f"{g.disk_mb} MB disk")
-    return ", ".join(parts)
-
-
-def offer_text(s: InstanceShape) -> str:
-    parts = [f"{s.cpus} cpus", f"{s.memory_mb} MB"]
-    if s.gpus:
-        parts.append(f"{s.gpus} gpus")
-    if s.disk_mb:
-        parts.append(f"{s.disk_mb} MB disk")
+def resources_text(cpus: int, memory_mb: int, gpus: int, disk_mb: int) -> str:
+    parts = [f"{cpus} cpus", f"{memory_mb} MB"]
+    if gpus:
+        parts.append(f"{gpus} gpus")
+    if disk_mb:
+        parts.append(f"{disk_mb} MB disk")
     return ", ".join(parts)
 
 
@@ -83,7 +74,7 @@ def why_unschedulable(g: JobGroup, shapes: Sequence[InstanceShape], cfg: Autosca
                       learned: Mapping[str, Capacity]) -> str:
     """One line: what the jobs ask, and what the shapes they match offer (the largest
     few), or that their Requirements match no shape's machine ad."""
-    asks = f"asks {request_text(g)}"
+    asks = f"asks {resources_text(g.cpus, g.memory_mb, g.gpus, g.disk_mb)}"
     if g.gpus and not cfg.gpu_workers:
         return (f"{asks}; the worker image drives no GPU (gpu_workers off), so no shape "
                 "offers one")
@@ -93,7 +84,7 @@ def why_unschedulable(g: JobGroup, shapes: Sequence[InstanceShape], cfg: Autosca
     largest = sorted(matched, key=lambda s: (s.cpus, s.memory_mb, s.gpus, s.disk_mb),
                      reverse=True)[:3]
     offers = "; ".join(
-        f"{s.name} offers {offer_text(s)} "
+        f"{s.name} offers {resources_text(s.cpus, s.memory_mb, s.gpus, s.disk_mb)} "
         f"({'as its workers advertise' if s.name in learned else 'nominal less reserve'})"
         for s in largest)
     return f"{asks}; {offers}"

@@ -10,7 +10,8 @@ cannot hold some queued job and launch one again for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from dataclasses import asdict
+from typing import Protocol
 
 from orchestrator.autoscaler.planner.model import Capacity, Observation
 from orchestrator.vocabulary import InstanceState
@@ -72,9 +73,9 @@ class LearnedCapacities:
             if before is None or not _same(before, cap):
                 self.known[itype] = cap
                 self._dirty = True
-                self.event("capacity", instance_type=itype, **_fields(cap),
+                self.event("capacity", instance_type=itype, **asdict(cap),
                            reason="what its workers advertise" + (
-                               f" (was {_fields(before)})" if before else ""))
+                               f" (was {asdict(before)})" if before else ""))
         if persist and self._dirty and self._loaded and self.store is not None:
             try:
                 self.store.save(self.known)
@@ -91,6 +92,3 @@ def _same(a: Capacity, b: Capacity) -> bool:
             and abs(a.disk_mb - b.disk_mb) <= DISK_SLACK * max(a.disk_mb, b.disk_mb))
 
 
-def _fields(cap: Capacity) -> dict[str, Any]:
-    return {"cpus": cap.cpus, "memory_mb": cap.memory_mb, "gpus": cap.gpus,
-            "disk_mb": cap.disk_mb}
